@@ -1,0 +1,54 @@
+/**
+ * The bridge between a yargs handler and an operation: load the configuration, build the
+ * dependencies, run, log one line with the outcome, release the store. Errors propagate to main.ts,
+ * which alone decides the exit code.
+ */
+import { readFileSync, statSync } from 'node:fs';
+import { awsEnvFromConfigFile, loadConfig, type Config } from '../config';
+import { makeDeps, type Deps } from '../deps';
+import { describeError } from '../errors';
+import { createLogger, type Logger } from '../log';
+
+export interface CommandContext {
+  readonly config: Config;
+  readonly deps: Deps;
+  readonly log: Logger;
+  readonly signal: AbortSignal;
+}
+
+/** Filled in by main.ts before yargs runs handlers. */
+export const runtime: { signal: AbortSignal; onConfig?: (config: Config) => void } = { signal: new AbortController().signal };
+
+export function readConfigFile(path: string): { text: string; mode: number } {
+  return { text: readFileSync(path, 'utf8'), mode: statSync(path).mode };
+}
+
+export async function runCommand(
+  command: string,
+  argv: Record<string, unknown>,
+  body: (ctx: CommandContext) => Promise<Record<string, unknown>>,
+): Promise<void> {
+  const sources = { env: process.env, flags: argv, readFile: readConfigFile };
+  const config = loadConfig(sources);
+  runtime.onConfig?.(config);
+  // AWS_* settings from a config file reach the SDK's credential chain like real environment variables.
+  Object.assign(process.env, awsEnvFromConfigFile(sources, argv));
+  const log = createLogger(config.logLevel, { cmd: command });
+  const deps = makeDeps(config, log);
+  const started = Date.now();
+  try {
+    const fields = await body({ config, deps, log, signal: runtime.signal });
+    log.info({ ...fields, duration_ms: Date.now() - started }, `${command} done`);
+  } catch (err) {
+    log.error({ ...errorFields(err), duration_ms: Date.now() - started }, `${command} failed: ${describeError(err)}`);
+    (err as { logged?: boolean }).logged = true;
+    throw err;
+  } finally {
+    await deps.storage.close();
+  }
+}
+
+function errorFields(err: unknown): Record<string, unknown> {
+  const kind = (err as { kind?: string }).kind ?? 'internal';
+  return kind === 'internal' ? { error_kind: kind, stack: (err as Error).stack } : { error_kind: kind };
+}

@@ -1,0 +1,26 @@
+import type { CommandModule } from 'yargs';
+import { walPush } from '../ops/walPush';
+import { runCommand } from './run';
+
+export const walPushCommand: CommandModule<object, { path: string }> = {
+  command: 'wal-push <path>',
+  describe: "archive one WAL file (PostgreSQL's archive_command)",
+  builder: (y) =>
+    y
+      .positional('path', { type: 'string', demandOption: true, describe: '%p: the WAL file, relative to PGDATA or absolute' })
+      .example("archive_command = 'walts wal-push %p'", 'in postgresql.conf, with WALTS_STORE in the server environment')
+      .example('walts wal-push pg_wal/000000010000000000000003', 'by hand, from PGDATA')
+      .epilogue(
+        `Exit status:
+  0  archived and acknowledged by the store (or identical content was already there)
+  2  bad name or configuration (nothing uploaded)
+  3  refused: different content already archived under that name, a segment of another
+     cluster, or a truncated/foreign file (nothing overwritten)
+  4  store unreachable after retries (PostgreSQL keeps the file and retries)`,
+      ) as never,
+  handler: (argv) =>
+    runCommand('wal-push', argv, async ({ deps, signal }) => {
+      const r = await walPush(deps, { path: argv.path, cwd: process.cwd(), signal });
+      return { wal: r.name, key: r.key, outcome: r.outcome, bytes_in: r.plainBytes, bytes_out: r.storedBytes, ...(r.replaced.length ? { replaced: r.replaced } : {}) };
+    }),
+};

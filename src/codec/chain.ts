@@ -1,0 +1,61 @@
+import type { Duplex } from 'node:stream';
+import { IntegrityError } from '../errors';
+import type { Codec } from './codec';
+import { lz4Codec } from './lz4';
+
+/**
+ * The codecs walts knows, by key suffix, and the chain it writes with today. Reading never depends
+ * on today's configuration: the suffixes of an object's key say how to decode it.
+ */
+export class CodecSet {
+  readonly #byName: ReadonlyMap<string, Codec>;
+
+  constructor(
+    /** Applied in this order when writing. */
+    readonly writeChain: readonly Codec[],
+    /** Every codec available for reading (for `pgp`: with or without private keys). */
+    readable: readonly Codec[],
+  ) {
+    this.#byName = new Map([...readable, ...writeChain].map((c) => [c.name, c]));
+  }
+
+  /** `.lz4.pgp`-style suffix of what `encoders()` produces. */
+  get writeSuffix(): string {
+    return this.writeChain.map((c) => `.${c.name}`).join('');
+  }
+
+  encoders(): Duplex[] {
+    return this.writeChain.map((c) => c.encoder());
+  }
+
+  /** Decoders for a suffix list as returned by `splitCodecSuffix`, outermost first. */
+  decoders(codecNames: readonly string[]): Duplex[] {
+    return [...codecNames].reverse().map((name) => {
+      const codec = this.#byName.get(name);
+      if (!codec) throw new IntegrityError(`unknown codec suffix .${name}`);
+      return codec.decoder();
+    });
+  }
+}
+
+/** Suffixes walts may put on a key, in every order it may write them. */
+export const CODEC_SUFFIXES = ['lz4', 'pgp'] as const;
+
+/**
+ * Splits `name.lz4.pgp` into `name` and `['lz4', 'pgp']`. Only trailing known suffixes count, so
+ * `00000002.history` keeps its own extension.
+ */
+export function splitCodecSuffix(keyBase: string): { base: string; codecs: string[] } {
+  const codecs: string[] = [];
+  let base = keyBase;
+  for (;;) {
+    const dot = base.lastIndexOf('.');
+    const ext = dot < 0 ? '' : base.slice(dot + 1);
+    if (!(CODEC_SUFFIXES as readonly string[]).includes(ext) || codecs.includes(ext)) break;
+    codecs.unshift(ext);
+    base = base.slice(0, dot);
+  }
+  return { base, codecs };
+}
+
+export { lz4Codec };

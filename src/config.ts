@@ -1,0 +1,260 @@
+/**
+ * Configuration: command-line flags, then environment variables, then an optional env-style file
+ * (`--config` / `WALTS_CONFIG`), first match wins. Pure apart from the injected file reader: every
+ * problem is collected and reported at once, each naming its setting, before anything is touched.
+ */
+import { ConfigError } from './errors';
+
+export type Compression = 'lz4' | 'none';
+export type ConditionalPut = 'auto' | 'on' | 'off';
+
+export interface StoreConfig {
+  /** The store URL as given (without credentials: walts never takes them in the URL). */
+  readonly url: string;
+  readonly kind: 's3' | 'file';
+  /** s3: bucket name; file: absolute directory. */
+  readonly bucket?: string;
+  readonly directory?: string;
+  /** Key prefix inside the bucket, '' or ending in '/'. */
+  readonly prefix: string;
+  readonly s3: {
+    readonly endpoint?: string;
+    readonly forcePathStyle: boolean;
+    readonly region?: string;
+    readonly sse?: 'AES256' | 'aws:kms';
+    readonly sseKmsKeyId?: string;
+    readonly storageClass?: string;
+    readonly conditionalPut: ConditionalPut;
+  };
+  readonly connectTimeoutMs: number;
+  readonly ioTimeoutMs: number;
+  /** How long one operation keeps retrying transient failures before giving up. */
+  readonly retryDeadlineMs: number;
+}
+
+export interface Config {
+  readonly store: StoreConfig;
+  readonly compression: Compression;
+  readonly pgp: {
+    readonly publicKeyPath?: string;
+    readonly privateKeyPath?: string;
+    /** Kept out of every message and log; see `redact`. */
+    readonly passphrase?: string;
+  };
+  readonly logLevel: string;
+  /** Exit code of wal-fetch for a hard error (anything but "not found"). */
+  readonly fetchErrorExitCode: number;
+  /** The file the configuration came from, if any (backup-fetch names it in restore_command). */
+  readonly configFile?: string;
+}
+
+/** Setting name → flag name. Flags are optional overrides for humans; PostgreSQL uses the environment. */
+export const SETTINGS = {
+  WALTS_STORE: 'store',
+  WALTS_S3_ENDPOINT: 's3-endpoint',
+  WALTS_S3_FORCE_PATH_STYLE: 's3-force-path-style',
+  WALTS_S3_REGION: 's3-region',
+  WALTS_S3_SSE: 's3-sse',
+  WALTS_S3_SSE_KMS_KEY_ID: 's3-sse-kms-key-id',
+  WALTS_S3_STORAGE_CLASS: 's3-storage-class',
+  WALTS_S3_CONDITIONAL_PUT: 's3-conditional-put',
+  WALTS_COMPRESSION: 'compression',
+  WALTS_PGP_PUBLIC_KEY: 'pgp-public-key',
+  WALTS_PGP_PRIVATE_KEY: 'pgp-private-key',
+  WALTS_PGP_PASSPHRASE_FILE: 'pgp-passphrase-file',
+  WALTS_PGP_PASSPHRASE: undefined, // secret: environment or config file only, never argv
+  WALTS_LOG_LEVEL: 'log-level',
+  WALTS_CONNECT_TIMEOUT: 'connect-timeout',
+  WALTS_IO_TIMEOUT: 'io-timeout',
+  WALTS_RETRY_DEADLINE: 'retry-deadline',
+  WALTS_FETCH_ERROR_EXIT_CODE: 'fetch-error-exit-code',
+} as const satisfies Record<string, string | undefined>;
+
+export type SettingName = keyof typeof SETTINGS;
+export type Flags = Readonly<Record<string, unknown>>;
+export type Env = Readonly<Record<string, string | undefined>>;
+
+export interface ConfigSources {
+  env: Env;
+  flags?: Flags;
+  /** Reads a file for `--config` and `*_FILE` settings; throws like fs.readFileSync. */
+  readFile: (path: string) => { text: string; mode: number };
+}
+
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
+/** Settings that make a config file sensitive: it must then be private to its owner. */
+const SECRET_SETTINGS = ['WALTS_PGP_PASSPHRASE', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN'];
+
+export function loadConfig(sources: ConfigSources): Config {
+  const problems: string[] = [];
+  const flags = sources.flags ?? {};
+  const configFile = str(flags['config']) ?? sources.env['WALTS_CONFIG'];
+  const fileValues = configFile ? readConfigFile(configFile, sources, problems) : {};
+
+  const get = (name: SettingName, alias?: string): string | undefined => {
+    const flag = SETTINGS[name];
+    const fromFlag = flag ? str(flags[flag]) : undefined;
+    return fromFlag ?? nonEmpty(sources.env[name]) ?? (alias ? nonEmpty(sources.env[alias]) : undefined) ?? nonEmpty(fileValues[name]) ?? (alias ? nonEmpty(fileValues[alias]) : undefined);
+  };
+  const seconds = (name: SettingName, dflt: number): number => {
+    const raw = get(name);
+    if (raw === undefined) return dflt * 1000;
+    const n = Number(raw);
+    if (!Number.isFinite(n) || n <= 0) {
+      problems.push(`${name} must be a positive number of seconds, got ${JSON.stringify(raw)}`);
+      return dflt * 1000;
+    }
+    return Math.round(n * 1000);
+  };
+
+  const store = parseStoreUrl(get('WALTS_STORE', 'WALE_S3_PREFIX'), problems);
+  const sse = get('WALTS_S3_SSE');
+  if (sse !== undefined && sse !== 'AES256' && sse !== 'aws:kms') problems.push(`WALTS_S3_SSE must be AES256 or aws:kms, got ${JSON.stringify(sse)}`);
+  const sseKmsKeyId = get('WALTS_S3_SSE_KMS_KEY_ID');
+  if (sseKmsKeyId && sse !== 'aws:kms') problems.push('WALTS_S3_SSE_KMS_KEY_ID is set but WALTS_S3_SSE is not aws:kms');
+  const conditionalPut = get('WALTS_S3_CONDITIONAL_PUT') ?? 'auto';
+  if (!['auto', 'on', 'off'].includes(conditionalPut)) problems.push(`WALTS_S3_CONDITIONAL_PUT must be auto, on or off, got ${JSON.stringify(conditionalPut)}`);
+  const forcePathStyle = bool('WALTS_S3_FORCE_PATH_STYLE', get('WALTS_S3_FORCE_PATH_STYLE'), problems);
+  const endpoint = get('WALTS_S3_ENDPOINT');
+  if (endpoint !== undefined && !/^https?:\/\/[^/\s]+/.test(endpoint)) problems.push(`WALTS_S3_ENDPOINT must be an http(s):// URL, got ${JSON.stringify(endpoint)}`);
+
+  const compression = get('WALTS_COMPRESSION') ?? 'lz4';
+  if (compression !== 'lz4' && compression !== 'none') problems.push(`WALTS_COMPRESSION must be lz4 or none, got ${JSON.stringify(compression)}`);
+
+  const logLevel = get('WALTS_LOG_LEVEL') ?? 'info';
+  if (!LOG_LEVELS.includes(logLevel)) problems.push(`WALTS_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(logLevel)}`);
+
+  const exitRaw = get('WALTS_FETCH_ERROR_EXIT_CODE') ?? '255';
+  const fetchErrorExitCode = Number(exitRaw);
+  if (!Number.isInteger(fetchErrorExitCode) || fetchErrorExitCode < 1 || fetchErrorExitCode > 255) {
+    problems.push(`WALTS_FETCH_ERROR_EXIT_CODE must be an integer from 1 to 255, got ${JSON.stringify(exitRaw)}`);
+  }
+
+  const passphraseFile = get('WALTS_PGP_PASSPHRASE_FILE');
+  let passphrase = nonEmpty(sources.env['WALTS_PGP_PASSPHRASE']) ?? nonEmpty(fileValues['WALTS_PGP_PASSPHRASE']);
+  if (passphraseFile) {
+    try {
+      const { text, mode } = sources.readFile(passphraseFile);
+      if ((mode & 0o077) !== 0) problems.push(`WALTS_PGP_PASSPHRASE_FILE: ${passphraseFile} is readable by group or others (chmod 600 it)`);
+      passphrase = text.replace(/\r?\n$/, '');
+    } catch (err) {
+      problems.push(`WALTS_PGP_PASSPHRASE_FILE: cannot read ${passphraseFile}: ${errCode(err)}`);
+    }
+  }
+
+  const connectTimeoutMs = seconds('WALTS_CONNECT_TIMEOUT', 10);
+  const ioTimeoutMs = seconds('WALTS_IO_TIMEOUT', 60);
+  const retryDeadlineMs = seconds('WALTS_RETRY_DEADLINE', 60);
+
+  if (problems.length > 0) throw new ConfigError(problems);
+  return {
+    store: {
+      ...(store as Omit<StoreConfig, 's3' | 'connectTimeoutMs' | 'ioTimeoutMs' | 'retryDeadlineMs'>),
+      s3: {
+        endpoint,
+        forcePathStyle,
+        region: get('WALTS_S3_REGION'),
+        sse: sse as StoreConfig['s3']['sse'],
+        sseKmsKeyId,
+        storageClass: get('WALTS_S3_STORAGE_CLASS'),
+        conditionalPut: conditionalPut as ConditionalPut,
+      },
+      connectTimeoutMs,
+      ioTimeoutMs,
+      retryDeadlineMs,
+    },
+    compression: compression as Compression,
+    pgp: { publicKeyPath: get('WALTS_PGP_PUBLIC_KEY'), privateKeyPath: get('WALTS_PGP_PRIVATE_KEY'), passphrase },
+    logLevel,
+    fetchErrorExitCode,
+    configFile,
+  };
+}
+
+function parseStoreUrl(url: string | undefined, problems: string[]): Partial<StoreConfig> | undefined {
+  if (url === undefined) {
+    problems.push('WALTS_STORE is not set (s3://bucket/prefix or file:///absolute/dir)');
+    return undefined;
+  }
+  let m = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(\/.*)?$/.exec(url);
+  if (m) {
+    const path = (m[2] ?? '').replace(/^\/+|\/+$/g, '');
+    if (path.split('/').some((p) => p === '..' || p === '.') || path.includes('//')) {
+      problems.push(`WALTS_STORE: the prefix of ${url} must not contain empty, '.' or '..' parts`);
+    }
+    return { url, kind: 's3', bucket: m[1], prefix: path ? `${path}/` : '' };
+  }
+  m = /^file:\/\/(\/.*)$/.exec(url);
+  if (m) {
+    const dir = (m[1] ?? '').replace(/\/+$/, '') || '/';
+    if (dir.split('/').some((p) => p === '..' || p === '.')) problems.push(`WALTS_STORE: ${url} must not contain '.' or '..' parts`);
+    return { url, kind: 'file', directory: dir, prefix: '' };
+  }
+  problems.push(`WALTS_STORE must look like s3://bucket/prefix or file:///absolute/dir, got ${JSON.stringify(url)}`);
+  return undefined;
+}
+
+/** Parses `KEY=VALUE` lines as systemd's EnvironmentFile and `envdir` users write them. */
+export function parseEnvFile(text: string): Record<string, string> {
+  const values: Record<string, string> = {};
+  for (const raw of text.split(/\r?\n/)) {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) continue;
+    const m = /^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$/.exec(line);
+    if (!m || m[1] === undefined) continue;
+    let value = m[2] ?? '';
+    if (/^(["']).*\1$/.test(value)) value = value.slice(1, -1);
+    values[m[1]] = value;
+  }
+  return values;
+}
+
+function readConfigFile(path: string, sources: ConfigSources, problems: string[]): Record<string, string> {
+  try {
+    const { text, mode } = sources.readFile(path);
+    const values = parseEnvFile(text);
+    if ((mode & 0o077) !== 0 && SECRET_SETTINGS.some((s) => values[s] !== undefined)) {
+      problems.push(`WALTS_CONFIG: ${path} holds secrets but is readable by group or others (chmod 600 it)`);
+    }
+    return values;
+  } catch (err) {
+    problems.push(`WALTS_CONFIG: cannot read ${path}: ${errCode(err)}`);
+    return {};
+  }
+}
+
+/**
+ * Environment for the AWS SDK: values from the config file fill in `AWS_*` variables the process
+ * does not have, so a file-configured walts finds its credentials and region the usual way.
+ */
+export function awsEnvFromConfigFile(sources: ConfigSources, flags: Flags = {}): Record<string, string> {
+  const path = str(flags['config']) ?? sources.env['WALTS_CONFIG'];
+  if (!path) return {};
+  try {
+    return Object.fromEntries(Object.entries(parseEnvFile(sources.readFile(path).text)).filter(([k]) => k.startsWith('AWS_') && sources.env[k] === undefined));
+  } catch {
+    return {}; // loadConfig reports the unreadable file
+  }
+}
+
+function bool(name: string, raw: string | undefined, problems: string[]): boolean {
+  if (raw === undefined) return false;
+  if (/^(1|true|yes|on)$/i.test(raw)) return true;
+  if (/^(0|false|no|off)$/i.test(raw)) return false;
+  problems.push(`${name} must be true or false, got ${JSON.stringify(raw)}`);
+  return false;
+}
+
+function str(v: unknown): string | undefined {
+  if (v === undefined || v === null || v === false) return undefined;
+  if (v === true) return 'true';
+  return nonEmpty(String(v));
+}
+
+function nonEmpty(v: string | undefined): string | undefined {
+  return v === undefined || v === '' ? undefined : v;
+}
+
+function errCode(err: unknown): string {
+  return (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+}

@@ -1,0 +1,50 @@
+/**
+ * The composition root: turns a Config into the dependencies operations receive. The only place
+ * that chooses implementations; everything below takes what it needs as arguments.
+ */
+import { hostname } from 'node:os';
+import { CodecSet, lz4Codec } from './codec/chain';
+import type { Codec } from './codec/codec';
+import { loadPrivateKeys, loadPublicKeys, pgpCodec } from './codec/pgp';
+import type { Config } from './config';
+import type { Logger } from './log';
+import { openStorage } from './storage/open';
+import type { Storage } from './storage/storage';
+import { WALTS_VERSION } from './version';
+
+export interface Deps {
+  readonly storage: Storage;
+  readonly codecs: CodecSet;
+  readonly log: Logger;
+  readonly host: string;
+  readonly version: string;
+  now(): Date;
+}
+
+export function makeCodecs(config: Pick<Config, 'compression' | 'pgp'>): CodecSet {
+  const { publicKeyPath, privateKeyPath, passphrase } = config.pgp;
+  const pgp = pgpCodec({
+    encryptionKeys: publicKeyPath ? memo(() => loadPublicKeys(publicKeyPath)) : undefined,
+    decryptionKeys: privateKeyPath ? memo(() => loadPrivateKeys(privateKeyPath, passphrase)) : undefined,
+  });
+  const write: Codec[] = [];
+  if (config.compression === 'lz4') write.push(lz4Codec);
+  if (publicKeyPath) write.push(pgp);
+  return new CodecSet(write, [lz4Codec, pgp]);
+}
+
+export function makeDeps(config: Config, log: Logger): Deps {
+  return {
+    storage: openStorage(config.store, log),
+    codecs: makeCodecs(config),
+    log,
+    host: hostname(),
+    version: WALTS_VERSION,
+    now: () => new Date(),
+  };
+}
+
+function memo<T>(fn: () => Promise<T>): () => Promise<T> {
+  let p: Promise<T> | undefined;
+  return () => (p ??= fn());
+}

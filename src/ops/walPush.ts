@@ -1,0 +1,191 @@
+/**
+ * wal-push: PostgreSQL's archive_command. PostgreSQL deletes or recycles the file as soon as this
+ * resolves, so it resolves only after the store acknowledged the whole object, and rejects for
+ * everything else (reliability.md rules 1-8, 15-18, 37).
+ *
+ * Order of work: validate the name and the file; then, at the same time, encode the file into a
+ * spool (hashing the plain bytes on the way) and ask the store what it already has under that name
+ * and which cluster owns it; decide; upload with create-if-absent; verify where the store cannot
+ * enforce create-if-absent.
+ */
+import { promises as fsp } from 'node:fs';
+import { basename, resolve } from 'node:path';
+import { checkSameCluster, conditionalCreateTrusted, ensureClusterRecord, readClusterRecord } from '../archive/cluster';
+import { walKey } from '../archive/layout';
+import { completeFacts, objectMetadata, type PlainFacts } from '../archive/objectMeta';
+import { findWalVariants, sameFacts, type WalVariant } from '../archive/walObjects';
+import type { Deps } from '../deps';
+import { IntegrityError, ObjectExistsError, UnavailableError, UsageError } from '../errors';
+import { LONG_HEADER_SIZE, parseWalSegmentHeader, type WalSegmentHeader } from '../postgres/walHeader';
+import { isValidSegmentSize, parseSegmentName, parseWalFileName, segmentStartLsn, type WalFileName } from '../postgres/walName';
+import { DigestStream, pipeStages } from '../util/streams';
+import { spool, type Spooled } from '../util/spool';
+
+/** History and backup-history files are a few lines of text. */
+const MAX_TEXT_FILE = 1 << 20;
+
+export interface WalPushArgs {
+  /** `%p`: relative to `cwd` (PostgreSQL runs archive_command in PGDATA) or absolute. */
+  readonly path: string;
+  readonly cwd: string;
+  readonly signal?: AbortSignal;
+}
+
+export interface WalPushResult {
+  readonly name: string;
+  readonly key: string;
+  /** `uploaded`, or `already-archived` when identical content was there (nothing uploaded). */
+  readonly outcome: 'uploaded' | 'already-archived';
+  readonly plainBytes: number;
+  readonly storedBytes: number;
+  /** Incomplete objects (truncated or without walts metadata) that this push replaced. */
+  readonly replaced: readonly string[];
+}
+
+export async function walPush(deps: Deps, args: WalPushArgs): Promise<WalPushResult> {
+  const { storage, codecs, log } = deps;
+  const signal = args.signal;
+  const name = parseWalFileName(basename(args.path));
+  if (!name) {
+    throw new UsageError(`${JSON.stringify(args.path)} is not a WAL file name (24 upper-case hex digits, optionally .partial; TTTTTTTT.history; or a .backup file)`);
+  }
+  const path = resolve(args.cwd, args.path);
+  const handle = await fsp.open(path, 'r').catch((err: NodeJS.ErrnoException) => {
+    throw new UsageError(`cannot open ${path}: ${err.code ?? err.message}`);
+  });
+  let encoded: Spooled | undefined;
+  try {
+    const fileSize = (await handle.stat()).size;
+    const header = await validateSource(handle, name, fileSize);
+
+    // Network round trips and CPU work overlap: the store is asked while the file is encoded.
+    const [record, variants, encodedResult] = await Promise.all([
+      readClusterRecord(storage, signal),
+      findWalVariants(storage, name, signal),
+      encode(deps, handle, fileSize, signal),
+    ]);
+    encoded = encodedResult.spooled;
+    const plain = encodedResult.plain;
+
+    let trusted = conditionalCreateTrusted(storage, record);
+    if (header) {
+      const owner = await ensureClusterRecord(storage, record, header, deps);
+      checkSameCluster(owner, header, name.name);
+      trusted = conditionalCreateTrusted(storage, owner);
+    }
+
+    const key = walKey(name, codecs.writeSuffix);
+    const decision = decide(name, plain, variants);
+    if (decision === 'already-archived') {
+      log.warn({ wal: name.name }, 'already archived with identical content; nothing uploaded');
+      return { name: name.name, key, outcome: 'already-archived', plainBytes: plain.size, storedBytes: 0, replaced: [] };
+    }
+    const stale = decision.replace;
+    const overwrite = stale.some((v) => v.info.key === key);
+    if (stale.length > 0) log.warn({ wal: name.name, keys: stale.map((v) => v.info.key) }, 'replacing incomplete object(s) (size differs from the size recorded with it, or no walts metadata)');
+
+    const metadata = objectMetadata(plain, encoded.size, header?.systemIdentifier);
+    try {
+      await storage.put(key, encoded.body(), { ifAbsent: !overwrite, metadata, size: encoded.size, signal });
+    } catch (err) {
+      if (!(err instanceof ObjectExistsError)) throw err;
+      // Someone created the key between our listing and our upload: judge what they wrote.
+      if ((await judgeExisting(deps, key, name, plain)) === 'same') {
+        return { name: name.name, key, outcome: 'already-archived', plainBytes: plain.size, storedBytes: 0, replaced: [] };
+      }
+    }
+    if (!trusted) await verifyOurs(deps, key, name, plain);
+
+    const others = stale.filter((v) => v.info.key !== key).map((v) => v.info.key);
+    if (others.length > 0) await storage.delete(others, { signal });
+    return { name: name.name, key, outcome: 'uploaded', plainBytes: plain.size, storedBytes: encoded.size, replaced: stale.map((v) => v.info.key) };
+  } finally {
+    await handle.close();
+    await encoded?.cleanup();
+  }
+}
+
+/**
+ * Checks that the file is what its name says before anything is uploaded. Segments (and .partial
+ * files) must be a whole segment with a valid long page header for that position; returns the header.
+ */
+async function validateSource(handle: fsp.FileHandle, name: WalFileName, size: number): Promise<WalSegmentHeader | undefined> {
+  if (name.kind === 'history' || name.kind === 'backup-history') {
+    if (size === 0 || size > MAX_TEXT_FILE) throw new IntegrityError(`${name.name} is ${size} bytes; refusing (expected a small text file)`);
+    const { buffer } = await handle.read(Buffer.alloc(size), 0, size, 0);
+    if (buffer.includes(0)) throw new IntegrityError(`${name.name} contains NUL bytes; refusing (expected a text file)`);
+    return undefined;
+  }
+  if (!isValidSegmentSize(size)) {
+    throw new IntegrityError(`${name.name} is ${size} bytes, not a WAL segment size (a power of two from 1 MiB to 1 GiB); refusing truncated or foreign file`);
+  }
+  const { buffer, bytesRead } = await handle.read(Buffer.alloc(LONG_HEADER_SIZE), 0, LONG_HEADER_SIZE, 0);
+  const header = parseWalSegmentHeader(buffer.subarray(0, bytesRead));
+  if (typeof header === 'string') throw new IntegrityError(`${name.name}: ${header}; refusing`);
+  if (header.segmentSize !== size) {
+    throw new IntegrityError(`${name.name} is ${size} bytes but its header says ${header.segmentSize}-byte segments; refusing`);
+  }
+  const expected = segmentStartLsn(parseSegmentName(name.name, size), size);
+  if (header.pageAddress !== expected) {
+    throw new IntegrityError(`${name.name}: first page is for LSN ${header.pageAddress.toString(16)}, not ${expected.toString(16)}; the file does not match its name`);
+  }
+  return header;
+}
+
+async function encode(deps: Deps, handle: fsp.FileHandle, fileSize: number, signal?: AbortSignal): Promise<{ plain: PlainFacts; spooled: Spooled }> {
+  const digest = new DigestStream();
+  let spooled: Spooled | undefined;
+  // autoClose off: the caller closes the handle. The stream is destroyed after use either way,
+  // which releases its hold on the handle (FileHandle.close() waits for that).
+  const source = handle.createReadStream({ start: 0, autoClose: false });
+  await pipeStages(
+    [
+      source,
+      digest,
+      ...deps.codecs.encoders(),
+      async (source: AsyncIterable<Buffer>) => {
+        spooled = await spool(source);
+      },
+    ],
+    signal,
+  ).finally(() => source.destroy());
+  if (!spooled) throw new Error('encoder produced no output');
+  if (digest.bytes !== fileSize) {
+    await spooled.cleanup();
+    throw new IntegrityError(`file changed size while being read (${fileSize} → ${digest.bytes} bytes)`);
+  }
+  return { plain: { sha256: digest.digest(), size: digest.bytes }, spooled };
+}
+
+/**
+ * What to do given what is stored: identical complete content ⇒ nothing; different complete
+ * content ⇒ refuse (split brain, or two clusters on one prefix); incomplete objects ⇒ replace.
+ */
+function decide(name: WalFileName, plain: PlainFacts, variants: readonly WalVariant[]): 'already-archived' | { replace: WalVariant[] } {
+  const complete = variants.filter((v) => v.facts);
+  const conflicting = complete.find((v) => v.facts && !sameFacts(v.facts, plain));
+  if (conflicting?.facts) {
+    throw new IntegrityError(
+      `${name.name} is already archived with different content (stored sha256 ${conflicting.facts.sha256.slice(0, 16)}…, ${conflicting.facts.size} bytes; this file ${plain.sha256.slice(0, 16)}…, ${plain.size} bytes); refusing to overwrite ${conflicting.info.key}`,
+    );
+  }
+  if (complete.length > 0) return 'already-archived';
+  return { replace: variants.filter((v) => !v.facts) };
+}
+
+async function judgeExisting(deps: Deps, key: string, name: WalFileName, plain: PlainFacts): Promise<'same'> {
+  const info = await deps.storage.head(key);
+  const facts = info && completeFacts(info);
+  if (!facts) throw new UnavailableError(`${key} is being written by another process; PostgreSQL will retry`, { transient: true });
+  if (!sameFacts(facts, plain)) throw new IntegrityError(`${name.name} was archived with different content by another writer while this push ran; refusing to overwrite`);
+  return 'same';
+}
+
+/** On stores that may ignore create-if-absent: make sure the object now there is ours. */
+async function verifyOurs(deps: Deps, key: string, name: WalFileName, plain: PlainFacts): Promise<void> {
+  const info = await deps.storage.head(key);
+  const facts = info && completeFacts(info);
+  if (!facts || !sameFacts(facts, plain)) {
+    throw new IntegrityError(`${name.name}: after upload, ${key} does not hold this file's content (another writer on the same prefix?)`);
+  }
+}

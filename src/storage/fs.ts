@@ -1,0 +1,211 @@
+import { randomBytes } from 'node:crypto';
+import { constants, createReadStream, promises as fsp } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { NotFoundError, ObjectExistsError, UnavailableError } from '../errors';
+import { toReadable } from '../util/streams';
+import { assertValidKey, META_SUFFIX, type ObjectInfo, type PutOptions, type Storage, type StoredObject } from './storage';
+
+const TMP_PREFIX = '.tmp.';
+
+/**
+ * A store in a local or network (NFS) directory. How it keeps the Storage contract:
+ * - atomic publish: write a hidden temp file beside the target, fsync it, then rename (or link, for
+ *   create-if-absent: link(2) fails with EEXIST atomically, also on NFS), then fsync the directory;
+ * - metadata lives in `<key>.meta.json`, published before the object, so an object never appears
+ *   without its metadata. A crash can leave a metadata file without an object: that key counts as
+ *   absent and the next put replaces it.
+ */
+export class FsStorage implements Storage {
+  readonly conditionalCreate = 'enforced' as const;
+  readonly description: string;
+
+  constructor(readonly root: string) {
+    this.description = `file://${root}`;
+  }
+
+  async put(key: string, body: Buffer | Readable, options: PutOptions = {}): Promise<void> {
+    assertValidKey(key);
+    const path = this.path(key);
+    const dir = dirname(path);
+    await this.io(`create directory for ${key}`, () => fsp.mkdir(dir, { recursive: true, mode: 0o700 }));
+    const objTmp = tempName(path);
+    const metaTmp = options.metadata ? tempName(path + META_SUFFIX) : undefined;
+    try {
+      await this.io(`write ${key}`, async () => {
+        await writeDurably(objTmp, body, options.signal);
+        if (metaTmp) await writeDurably(metaTmp, Buffer.from(JSON.stringify(options.metadata)), options.signal);
+      });
+      if (options.ifAbsent && (await exists(path))) throw new ObjectExistsError(key);
+      await this.io(`publish ${key}`, async () => {
+        if (metaTmp) await fsp.rename(metaTmp, path + META_SUFFIX);
+        else await fsp.rm(path + META_SUFFIX, { force: true });
+        if (options.ifAbsent) {
+          try {
+            await fsp.link(objTmp, path);
+          } catch (err) {
+            if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new ObjectExistsError(key);
+            throw err;
+          }
+        } else {
+          await fsp.rename(objTmp, path);
+        }
+        await fsyncDir(dir);
+      });
+    } finally {
+      await fsp.rm(objTmp, { force: true });
+      if (metaTmp) await fsp.rm(metaTmp, { force: true });
+    }
+  }
+
+  async get(key: string): Promise<StoredObject> {
+    assertValidKey(key);
+    const path = this.path(key);
+    const handle = await this.io(`open ${key}`, () => fsp.open(path, 'r'), key);
+    try {
+      const stat = await handle.stat();
+      const metadata = await this.readMeta(key);
+      const body = createReadStream('', { fd: handle, autoClose: true });
+      return { key, size: stat.size, lastModified: stat.mtime, metadata, body };
+    } catch (err) {
+      await handle.close();
+      throw err;
+    }
+  }
+
+  async head(key: string): Promise<ObjectInfo | undefined> {
+    assertValidKey(key);
+    try {
+      const stat = await fsp.stat(this.path(key));
+      if (!stat.isFile()) return undefined;
+      return { key, size: stat.size, lastModified: stat.mtime, metadata: await this.readMeta(key) };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw this.unavailable(`stat ${key}`, err);
+    }
+  }
+
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    const slash = prefix.lastIndexOf('/');
+    const startDir = slash < 0 ? '' : prefix.slice(0, slash);
+    yield* this.walk(startDir, prefix);
+  }
+
+  async delete(keys: readonly string[]): Promise<void> {
+    for (const key of keys) {
+      assertValidKey(key);
+      const path = this.path(key);
+      await this.io(`delete ${key}`, async () => {
+        await fsp.rm(path, { force: true });
+        await fsp.rm(path + META_SUFFIX, { force: true });
+      });
+    }
+  }
+
+  async close(): Promise<void> {}
+
+  /**
+   * Depth-first walk in global key order: sorting entries by `name + '/'` for directories puts
+   * `a.b` before `a/x`, exactly as the keys compare.
+   */
+  private async *walk(dirKey: string, prefix: string): AsyncIterable<ObjectInfo> {
+    let entries;
+    try {
+      entries = await fsp.readdir(dirKey ? this.path(dirKey) : this.root, { withFileTypes: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw this.unavailable(`list ${dirKey || '/'}`, err);
+    }
+    const sorted = entries
+      .filter((e) => !e.name.startsWith(TMP_PREFIX) && !(e.isFile() && e.name.endsWith(META_SUFFIX)))
+      .map((e) => ({ e, sortKey: e.name + (e.isDirectory() ? '/' : '') }))
+      .sort((a, b) => (a.sortKey < b.sortKey ? -1 : a.sortKey > b.sortKey ? 1 : 0));
+    for (const { e } of sorted) {
+      const key = dirKey ? `${dirKey}/${e.name}` : e.name;
+      if (e.isDirectory()) {
+        const asDir = key + '/';
+        if (asDir.startsWith(prefix) || prefix.startsWith(asDir)) yield* this.walk(key, prefix);
+      } else if (e.isFile() && key.startsWith(prefix)) {
+        const info = await this.head(key);
+        if (info) yield { ...info, metadata: {} };
+      }
+    }
+  }
+
+  private path(key: string): string {
+    return join(this.root, ...key.split('/'));
+  }
+
+  private async readMeta(key: string): Promise<Record<string, string>> {
+    try {
+      const parsed: unknown = JSON.parse(await fsp.readFile(this.path(key) + META_SUFFIX, 'utf8'));
+      return parsed && typeof parsed === 'object' ? (parsed as Record<string, string>) : {};
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {};
+      if (err instanceof SyntaxError) return {}; // a torn side file proves nothing: treat as absent
+      throw this.unavailable(`read metadata of ${key}`, err);
+    }
+  }
+
+  /** Runs a filesystem call, turning ENOENT on `notFoundKey` into NotFoundError and the rest into UnavailableError. */
+  private async io<T>(what: string, fn: () => Promise<T>, notFoundKey?: string): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof ObjectExistsError || (err as Error).name === 'AbortError') throw err;
+      if (notFoundKey && (err as NodeJS.ErrnoException).code === 'ENOENT') {
+        throw new NotFoundError(`${notFoundKey} not found in ${this.description}`);
+      }
+      throw this.unavailable(what, err);
+    }
+  }
+
+  private unavailable(what: string, err: unknown): UnavailableError {
+    const code = (err as NodeJS.ErrnoException).code;
+    // Running out of space or permissions will not fix itself within a retry budget.
+    const transient = !['EACCES', 'EPERM', 'ENOSPC', 'EROFS', 'EDQUOT', 'ENOTDIR', 'EISDIR'].includes(code ?? '');
+    return new UnavailableError(`${this.description}: cannot ${what}: ${(err as Error).message}`, { transient, cause: err });
+  }
+}
+
+function tempName(path: string): string {
+  return join(dirname(path), `${TMP_PREFIX}${randomBytes(6).toString('hex')}.${path.slice(dirname(path).length + 1)}`);
+}
+
+async function writeDurably(path: string, body: Buffer | Readable, signal?: AbortSignal): Promise<void> {
+  const handle = await fsp.open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+  try {
+    if (Buffer.isBuffer(body)) {
+      await handle.writeFile(body);
+    } else {
+      const out = handle.createWriteStream({ autoClose: false });
+      await pipeline(toReadable(body), out, { signal });
+    }
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const handle = await fsp.open(dir, 'r');
+  try {
+    await handle.sync();
+  } catch (err) {
+    // Some network filesystems refuse fsync on a directory; the rename is still ordered after the data sync.
+    if (!['EINVAL', 'EISDIR', 'EBADF'].includes((err as NodeJS.ErrnoException).code ?? '')) throw err;
+  } finally {
+    await handle.close();
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await fsp.stat(path);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw err;
+  }
+}

@@ -1,0 +1,60 @@
+import { pipeline as pipelinePromise } from 'node:stream/promises';
+import { createHash } from 'node:crypto';
+import { Readable, Transform, type TransformCallback } from 'node:stream';
+
+/** Reads a whole stream into one Buffer. Only for bodies already known to be small (bounded by the caller). */
+export async function readAll(body: Readable | AsyncIterable<Buffer>, limit = Number.MAX_SAFE_INTEGER): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as Uint8Array);
+    size += buf.length;
+    if (size > limit) throw new RangeError(`stream is larger than ${limit} bytes`);
+    chunks.push(buf);
+  }
+  return Buffer.concat(chunks, size);
+}
+
+export function toReadable(body: Buffer | Readable): Readable {
+  return Buffer.isBuffer(body) ? Readable.from([body]) : body;
+}
+
+/**
+ * A pass-through that counts bytes and computes SHA-256 of what flows through it, keeping the
+ * first `keepHead` bytes (a file header to inspect without reading the file again).
+ */
+export class DigestStream extends Transform {
+  #hash = createHash('sha256');
+  #headChunks: Buffer[] = [];
+  bytes = 0;
+  constructor(private readonly keepHead = 0) {
+    super();
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    this.#hash.update(chunk);
+    if (this.bytes < this.keepHead) this.#headChunks.push(chunk.subarray(0, this.keepHead - this.bytes));
+    this.bytes += chunk.length;
+    done(null, chunk);
+  }
+  /** The first `keepHead` bytes (fewer if the stream was shorter). */
+  head(): Buffer {
+    return Buffer.concat(this.#headChunks);
+  }
+  /** Hex SHA-256; call once, after the stream ended. */
+  digest(): string {
+    return this.#hash.digest('hex');
+  }
+}
+
+export function sha256Hex(data: Buffer): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+/**
+ * `stream.pipeline` over a list of stages built at run time (the codec chain varies), with an
+ * optional abort signal. The last stage may be an async function consuming the stream.
+ */
+export function pipeStages(stages: readonly unknown[], signal?: AbortSignal): Promise<void> {
+  const run = pipelinePromise as unknown as (...args: unknown[]) => Promise<void>;
+  return signal ? run(...stages, { signal }) : run(...stages);
+}

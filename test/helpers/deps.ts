@@ -1,0 +1,16 @@
+import pino from 'pino';
+import type { Config } from '../../src/config';
+import { makeCodecs, type Deps } from '../../src/deps';
+import type { Storage } from '../../src/storage/storage';
+
+/** Dependencies for calling operations in-process, with a silent logger unless WALTS_TEST_LOG is set. */
+export function testDeps(storage: Storage, codecConfig: Partial<Pick<Config, 'compression' | 'pgp'>> = {}): Deps {
+  return {
+    storage,
+    codecs: makeCodecs({ compression: codecConfig.compression ?? 'lz4', pgp: codecConfig.pgp ?? {} }),
+    log: pino({ level: process.env['WALTS_TEST_LOG'] ?? 'silent' }),
+    host: 'test-host',
+    version: 'test',
+    now: () => new Date('2026-11-21T12:00:00Z'),
+  };
+}

@@ -1,0 +1,36 @@
+import { CLUSTER_KEY, parseWalKey, walKey, walVariantsPrefix } from '../../../src/archive/layout';
+import { splitCodecSuffix } from '../../../src/codec/chain';
+import { parseWalFileName, type WalFileName } from '../../../src/postgres/walName';
+
+const n = (s: string): WalFileName => parseWalFileName(s) as WalFileName;
+
+describe('key layout', () => {
+  test.each([
+    ['000000010000000000000003', '.lz4.pgp', 'walts_v1/wal/0000000100000000/000000010000000000000003.lz4.pgp'],
+    ['000000010000000000000003', '', 'walts_v1/wal/0000000100000000/000000010000000000000003'],
+    ['0000000200000001000000FF.partial', '.lz4', 'walts_v1/wal/0000000200000001/0000000200000001000000FF.partial.lz4'],
+    ['00000002.history', '.pgp', 'walts_v1/wal/history/00000002.history.pgp'],
+    ['000000010000000000000002.00000028.backup', '.lz4', 'walts_v1/wal/0000000100000000/000000010000000000000002.00000028.backup.lz4'],
+  ])('%s with %j is stored at %s, and parses back', (name, suffix, key) => {
+    expect(walKey(n(name), suffix)).toBe(key);
+    expect(parseWalKey(key)).toEqual({ name: n(name), codecs: suffix.split('.').filter(Boolean) });
+    expect(key.startsWith(walVariantsPrefix(n(name)))).toBe(true);
+  });
+
+  test.each([
+    CLUSTER_KEY,
+    'walts_v1/wal/0000000100000000/000000010000000000000003.gz',
+    'walts_v1/wal/0000000100000001/000000010000000000000003.lz4', // wrong folder for the name
+    'walts_v1/wal/history/000000010000000000000003.lz4',
+    'walts_v1/wal/0000000100000000/../x',
+    'other/wal/0000000100000000/000000010000000000000003',
+  ])('does not take %s for a WAL object', (key) => {
+    expect(parseWalKey(key)).toBeUndefined();
+  });
+
+  it('splits only trailing codec suffixes, each once', () => {
+    expect(splitCodecSuffix('00000002.history.lz4.pgp')).toEqual({ base: '00000002.history', codecs: ['lz4', 'pgp'] });
+    expect(splitCodecSuffix('x.lz4.lz4')).toEqual({ base: 'x.lz4', codecs: ['lz4'] });
+    expect(splitCodecSuffix('plain')).toEqual({ base: 'plain', codecs: [] });
+  });
+});
