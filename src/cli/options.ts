@@ -25,6 +25,10 @@ export const GLOBAL_OPTIONS: Record<string, Options> = {
   'retry-deadline': { type: 'number', describe: 'seconds to keep retrying transient store errors (default 60) [WALTS_RETRY_DEADLINE]', group: 'Behaviour:' },
 };
 
-export const ENVIRONMENT_HELP = `Environment: every flag above has a WALTS_* variable (shown in brackets); flags win.
-AWS credentials and region come from the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY,
-AWS_PROFILE, web identity, instance role). WALTS_PGP_PASSPHRASE (or _FILE) unlocks the private key.`;
+export const ENVIRONMENT_HELP = [
+  'Environment: every flag above has a WALTS_* variable (in brackets); a flag wins over its variable.',
+  'AWS credentials and region come from the standard AWS chain (AWS_ACCESS_KEY_ID and',
+  'AWS_SECRET_ACCESS_KEY, AWS_PROFILE, web identity, instance role).',
+  'WALTS_PGP_PASSPHRASE or WALTS_PGP_PASSPHRASE_FILE unlocks a protected private key.',
+  'Logs are JSON lines on stderr. Full guide: docs/ in the walts repository.',
+].join('\n');

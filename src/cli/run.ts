@@ -23,11 +23,20 @@ export function readConfigFile(path: string): { text: string; mode: number } {
   return { text: readFileSync(path, 'utf8'), mode: statSync(path).mode };
 }
 
+export interface RunOptions {
+  /** Argument checks that need no configuration: run first, so a bad argument is exit 2 whatever the setup. */
+  preflight?: () => void;
+  /** Failures that are a normal answer (wal-fetch's "not in the archive"): logged at info, not as errors. */
+  isExpected?: (err: unknown) => boolean;
+}
+
 export async function runCommand(
   command: string,
   argv: Record<string, unknown>,
   body: (ctx: CommandContext) => Promise<Record<string, unknown>>,
+  options: RunOptions = {},
 ): Promise<void> {
+  options.preflight?.();
   const sources = { env: process.env, flags: argv, readFile: readConfigFile };
   const config = loadConfig(sources);
   runtime.onConfig?.(config);
@@ -40,6 +49,11 @@ export async function runCommand(
     const fields = await body({ config, deps, log, signal: runtime.signal });
     log.info({ ...fields, duration_ms: Date.now() - started }, `${command} done`);
   } catch (err) {
+    if (options.isExpected?.(err)) {
+      log.info({ outcome: (err as { kind?: string }).kind, duration_ms: Date.now() - started }, `${command}: ${describeError(err)}`);
+      (err as { logged?: boolean }).logged = true;
+      throw err;
+    }
     log.error({ ...errorFields(err), duration_ms: Date.now() - started }, `${command} failed: ${describeError(err)}`);
     (err as { logged?: boolean }).logged = true;
     throw err;

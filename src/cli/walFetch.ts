@@ -1,5 +1,7 @@
 import type { CommandModule } from 'yargs';
+import { NotFoundError, UsageError } from '../errors';
 import { walFetch } from '../ops/walFetch';
+import { parseWalFileName } from '../postgres/walName';
 import { runCommand } from './run';
 
 export const walFetchCommand: CommandModule<object, { name: string; dest: string }> = {
@@ -29,5 +31,11 @@ Nothing is ever left at <dest> unless the exit status is 0.`,
     runCommand('wal-fetch', argv, async ({ deps, config, signal }) => {
       const r = await walFetch(deps, { name: argv.name, dest: argv.dest, cwd: process.cwd(), retryDeadlineMs: config.store.retryDeadlineMs, signal });
       return { wal: r.name, key: r.key, bytes_in: r.storedBytes, bytes_out: r.plainBytes, digest_verified: r.digestVerified };
+    }, {
+      preflight: () => {
+        if (!parseWalFileName(argv.name)) throw new UsageError(`${JSON.stringify(argv.name)} is not a WAL file name; refusing to fetch`);
+      },
+      // PostgreSQL asks for files past the end of the archive all the time (and probes for history files).
+      isExpected: (err) => err instanceof NotFoundError,
     }),
 };

@@ -1,5 +1,8 @@
 import type { CommandModule } from 'yargs';
+import { basename } from 'node:path';
+import { UsageError } from '../errors';
 import { walPush } from '../ops/walPush';
+import { parseWalFileName } from '../postgres/walName';
 import { runCommand } from './run';
 
 export const walPushCommand: CommandModule<object, { path: string }> = {
@@ -22,5 +25,9 @@ export const walPushCommand: CommandModule<object, { path: string }> = {
     runCommand('wal-push', argv, async ({ deps, signal }) => {
       const r = await walPush(deps, { path: argv.path, cwd: process.cwd(), signal });
       return { wal: r.name, key: r.key, outcome: r.outcome, bytes_in: r.plainBytes, bytes_out: r.storedBytes, ...(r.replaced.length ? { replaced: r.replaced } : {}) };
+    }, {
+      preflight: () => {
+        if (!parseWalFileName(basename(argv.path))) throw new UsageError(`${JSON.stringify(argv.path)} is not a WAL file name; refusing to archive it`);
+      },
     }),
 };

@@ -1,0 +1,47 @@
+/**
+ * Real stores for integration tests, described the way an operator configures walts: as the
+ * environment of archive_command / restore_command.
+ */
+import type { ClusterRegistry } from './pg';
+import { startS3rver, type S3rverHandle } from './s3server';
+
+export type StoreKind = 'file' | 's3';
+
+export interface TestStore {
+  readonly kind: StoreKind;
+  /** WALTS_* and AWS_* variables that point walts at this store. */
+  readonly env: Record<string, string>;
+  /** For file stores: the directory. For s3: s3rver's data dir. */
+  readonly dir: string;
+  readonly s3?: S3rverHandle;
+  stop(): Promise<void>;
+}
+
+export async function startStore(kind: StoreKind, registry: ClusterRegistry, prefix = 'cluster-a'): Promise<TestStore> {
+  if (kind === 'file') {
+    const dir = await registry.tempDir(`store-${prefix}`, { forPostgres: true });
+    return { kind, dir, env: { WALTS_STORE: `file://${dir}` }, stop: async () => {} };
+  }
+  const s3 = await startS3rver();
+  return {
+    kind,
+    dir: s3.dir,
+    s3,
+    env: {
+      WALTS_STORE: `s3://${s3.bucket}/${prefix}`,
+      WALTS_S3_ENDPOINT: s3.endpoint,
+      WALTS_S3_FORCE_PATH_STYLE: 'true',
+      AWS_REGION: 'us-east-1',
+      AWS_ACCESS_KEY_ID: 'S3RVER',
+      AWS_SECRET_ACCESS_KEY: 'S3RVER',
+      AWS_EC2_METADATA_DISABLED: 'true',
+    },
+    stop: () => s3.stop(),
+  };
+}
+
+/** archive_command / restore_command lines calling this checkout's walts with the test's node. */
+export function waltsCommand(args: string): string {
+  const bin = require('node:path').resolve(__dirname, '../../bin/walts') as string;
+  return `'${process.execPath}' '${bin}' ${args}`;
+}
