@@ -14,7 +14,7 @@ import { walKey } from '../archive/layout';
 import { completeFacts } from '../archive/objectMeta';
 import { findWalVariants } from '../archive/walObjects';
 import type { Deps } from '../deps';
-import { IntegrityError, isTransient, NotFoundError, UnavailableError, UsageError, WaltsError } from '../errors';
+import { IntegrityError, NotFoundError, UnavailableError, UsageError, WaltsError } from '../errors';
 import { LONG_HEADER_SIZE, parseWalSegmentHeader } from '../postgres/walHeader';
 import { isValidSegmentSize, parseSegmentName, parseWalFileName, segmentStartLsn, type WalFileName } from '../postgres/walName';
 import type { StoredObject } from '../storage/storage';
@@ -55,7 +55,10 @@ export async function walFetch(deps: Deps, args: WalFetchArgs): Promise<WalFetch
       if (args.signal?.aborted) throw err;
       // A digest mismatch is read once more: a connection cut short can look like a short object.
       const retryIntegrity = err instanceof IntegrityError && !integrityRetried;
-      if (!(isTransient(err) || retryIntegrity) || Date.now() - started >= args.retryDeadlineMs) throw err;
+      // Any store failure is retried here, access denied included (IAM changes propagate, tokens
+      // refresh): giving up early would stop recovery for something that may pass.
+      const retryStore = err instanceof UnavailableError;
+      if (!(retryStore || retryIntegrity) || Date.now() - started >= args.retryDeadlineMs) throw err;
       if (retryIntegrity) integrityRetried = true;
       const delay = Math.min(5000, 200 * 2 ** attempt) * Math.random();
       deps.log.warn({ wal: name.name, attempt, err: (err as Error).message }, 'wal-fetch attempt failed; retrying');

@@ -1,0 +1,222 @@
+/**
+ * The archive contract through the real `walts` binary against a real S3 server (s3rver), with a
+ * fault-injecting proxy in front: exit codes, what is (not) written, retries, and hard errors.
+ * reliability.md section 2 names the faults; DESIGN.md §4 the exit codes.
+ */
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { makeGpgKeys, type GpgKeys } from '../helpers/gpg';
+import { startFaultProxy, type FaultProxy } from '../helpers/faultProxy';
+import { trackClusters } from '../helpers/pg';
+import { runWalts, WALTS_BIN } from '../helpers/run';
+import { startS3rver, type S3rverHandle } from '../helpers/s3server';
+import { fakeSegment } from '../helpers/wal';
+
+const SEG1 = '000000010000000000000001';
+const SEG2 = '000000010000000000000002';
+
+describe('wal-push / wal-fetch contract (walts binary, s3rver behind a fault proxy)', () => {
+  const reg = trackClusters();
+  let s3: S3rverHandle;
+  let proxy: FaultProxy;
+  let keys: GpgKeys;
+  let otherKeys: GpgKeys;
+  let work: string;
+  let n = 0;
+
+  beforeAll(async () => {
+    s3 = await startS3rver();
+    proxy = await startFaultProxy({ host: '127.0.0.1', port: s3.port });
+    keys = await makeGpgKeys({ algo: 'ed25519' });
+    otherKeys = await makeGpgKeys({ algo: 'ed25519', fresh: true });
+    work = await reg.tempDir('work');
+  });
+  afterAll(async () => {
+    await proxy?.stop();
+    await s3?.stop();
+    await keys?.cleanup();
+    await otherKeys?.cleanup();
+    await reg.cleanupAll();
+  });
+
+  /** A fresh prefix per test, so tests do not see each other's archives. */
+  function env(extra: Record<string, string> = {}): Record<string, string> {
+    return {
+      WALTS_STORE: `s3://${s3.bucket}/contract-${++n}`,
+      WALTS_S3_ENDPOINT: proxy.endpoint,
+      WALTS_S3_FORCE_PATH_STYLE: 'true',
+      AWS_REGION: 'us-east-1',
+      AWS_ACCESS_KEY_ID: 'S3RVER',
+      AWS_SECRET_ACCESS_KEY: 'S3RVER',
+      WALTS_RETRY_DEADLINE: '3',
+      WALTS_IO_TIMEOUT: '2',
+      WALTS_CONNECT_TIMEOUT: '1',
+      WALTS_PGP_PUBLIC_KEY: keys.publicKeyPath,
+      WALTS_PGP_PRIVATE_KEY: keys.privateKeyPath,
+      ...extra,
+    };
+  }
+
+  function pgdata(files: Record<string, Buffer | string> = {}): string {
+    const dir = join(work, `pgdata-${++n}`);
+    mkdirSync(join(dir, 'pg_wal'), { recursive: true });
+    for (const [name, data] of Object.entries(files)) writeFileSync(join(dir, 'pg_wal', name), data);
+    return dir;
+  }
+
+  const push = (e: Record<string, string>, dir: string, name: string) => runWalts(['wal-push', `pg_wal/${name}`], e, { cwd: dir, timeoutMs: 30_000 });
+  const fetch = (e: Record<string, string>, name: string, dest: string) => runWalts(['wal-fetch', name, dest], e, { timeoutMs: 30_000 });
+  const prefixOf = (e: Record<string, string>) => e['WALTS_STORE']!.split('/').pop()!;
+  const puts = (prefix: string) => proxy.requests.filter((r) => r.method === 'PUT' && r.url.includes(prefix)).length;
+
+  it('identical re-push exits 0 and uploads nothing', async () => {
+    const e = env();
+    const dir = pgdata({ [SEG1]: fakeSegment(SEG1) });
+    expect((await push(e, dir, SEG1)).code).toBe(0);
+    const before = puts(SEG1);
+    const again = await push(e, dir, SEG1);
+    expect(again.code).toBe(0);
+    expect(again.stderr).toContain('already archived with identical content');
+    expect(puts(SEG1)).toBe(before);
+  });
+
+  it('different content under an archived name exits 3 and leaves the store unchanged', async () => {
+    const e = env();
+    const original = fakeSegment(SEG1);
+    expect((await push(e, pgdata({ [SEG1]: original }), SEG1)).code).toBe(0);
+    const r = await push(e, pgdata({ [SEG1]: fakeSegment(SEG1) }), SEG1);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toContain('already archived with different content');
+    const dest = join(work, `dest-${++n}`);
+    expect((await fetch(e, SEG1, dest)).code).toBe(0);
+    expect(require('node:fs').readFileSync(dest).equals(original)).toBe(true);
+  });
+
+  it('a segment of another cluster exits 3 and is not uploaded', async () => {
+    const e = env();
+    expect((await push(e, pgdata({ [SEG1]: fakeSegment(SEG1) }), SEG1)).code).toBe(0);
+    const before = puts(SEG2);
+    const r = await push(e, pgdata({ [SEG2]: fakeSegment(SEG2, { sysid: 1234n }) }), SEG2);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toContain('belongs to database system 1234');
+    expect(puts(SEG2)).toBe(before);
+  });
+
+  test.each([
+    ['truncated', () => fakeSegment(SEG1).subarray(0, 100_000)],
+    ['garbage', () => Buffer.alloc(1024 * 1024, 0x41)],
+  ])('a %s file is refused (exit 3), nothing uploaded', async (_what, make) => {
+    const e = env();
+    const r = await push(e, pgdata({ [SEG1]: make() }), SEG1);
+    expect(r.code).toBe(3);
+    expect(puts(e['WALTS_STORE']!.split('/').pop()!)).toBe(0);
+  });
+
+  test.each(['../x', '00000001000000000000000a', 'foo'])('bad name %j: exit 2 for push and fetch, nothing written', async (name) => {
+    const e = env();
+    const before = proxy.requests.length;
+    const dir = pgdata();
+    const p = await runWalts(['wal-push', name], e, { cwd: join(dir, 'pg_wal') });
+    expect(p.code).toBe(2);
+    expect(p.stderr).toMatch(/not a WAL file name/);
+    const f = await fetch(e, name, join(dir, 'pg_wal', 'RECOVERYXLOG'));
+    expect(f.code).toBe(2);
+    expect(readdirSync(join(dir, 'pg_wal'))).toEqual([]);
+    expect(proxy.requests.length).toBe(before); // refused before any request
+  });
+
+  it('wal-fetch of ../../etc/passwd is refused with exit 2', async () => {
+    const dest = join(work, `dest-${++n}`);
+    const r = await fetch(env(), '../../etc/passwd', dest);
+    expect(r.code).toBe(2);
+    expect(existsSync(dest)).toBe(false);
+  });
+
+  it('a missing segment exits 1 quickly, no file', async () => {
+    const dest = join(work, `dest-${++n}`);
+    const r = await fetch(env(), SEG2, dest);
+    expect(r.code).toBe(1);
+    expect(r.durationMs).toBeLessThan(3000);
+    expect(existsSync(dest)).toBe(false);
+  });
+
+  it('store unreachable during fetch: exit 255 after the retry budget, no file', async () => {
+    const dest = join(work, `dest-${++n}`);
+    const r = await fetch(env({ WALTS_S3_ENDPOINT: 'http://127.0.0.1:9', WALTS_RETRY_DEADLINE: '2' }), SEG1, dest);
+    expect(r.code).toBe(255);
+    expect(r.durationMs).toBeGreaterThanOrEqual(2000);
+    expect(r.durationMs).toBeLessThan(20_000);
+    expect(existsSync(dest)).toBe(false);
+    expect(readdirSync(work).filter((f) => f.startsWith(`.dest-${n}`))).toEqual([]);
+  });
+
+  it('access denied during fetch: exit 255 (not "not found") after the retry budget, no file', async () => {
+    const e = env();
+    expect((await push(e, pgdata({ [SEG1]: fakeSegment(SEG1) }), SEG1)).code).toBe(0);
+    proxy.inject({ kind: 'status', status: 403, method: 'GET', pathIncludes: `${prefixOf(e)}/walts_v1/wal/0000000100000000/${SEG1}`, times: 100 });
+    const dest = join(work, `dest-${++n}`);
+    const r = await fetch(e, SEG1, dest);
+    expect(r.code).toBe(255);
+    expect(r.durationMs).toBeGreaterThanOrEqual(3000);
+    expect(r.stderr).toMatch(/AccessDenied|403/);
+    expect(existsSync(dest)).toBe(false);
+  });
+
+  it('wrong private key: exit 255, no file, the passphrase never printed', async () => {
+    const e = env();
+    expect((await push(e, pgdata({ [SEG1]: fakeSegment(SEG1) }), SEG1)).code).toBe(0);
+    const dest = join(work, `dest-${++n}`);
+    const r = await fetch({ ...e, WALTS_PGP_PRIVATE_KEY: otherKeys.privateKeyPath }, SEG1, dest);
+    expect(r.code).toBe(255);
+    expect(r.stderr).toMatch(/decrypt/i);
+    expect(existsSync(dest)).toBe(false);
+  });
+
+  test.each([
+    ['503 on upload', { kind: 'status', status: 503, method: 'PUT' } as const, 'push'],
+    ['reset on upload', { kind: 'reset', method: 'PUT' } as const, 'push'],
+    ['503 on download', { kind: 'status', status: 503, method: 'GET' } as const, 'fetch'],
+    ['reset on download', { kind: 'reset', method: 'GET' } as const, 'fetch'],
+    ['truncated download', { kind: 'truncate-response', bytes: 1000, method: 'GET' } as const, 'fetch'],
+  ])('%s once: retried and succeeds', async (_what, fault, phase) => {
+    const e = env();
+    const seg = fakeSegment(SEG1);
+    const dir = pgdata({ [SEG1]: seg });
+    const objectPath = `${prefixOf(e)}/walts_v1/wal/0000000100000000/${SEG1}.lz4.pgp`;
+    if (phase === 'push') proxy.inject({ ...fault, pathIncludes: objectPath });
+    expect((await push(e, dir, SEG1)).code).toBe(0);
+    if (phase === 'fetch') proxy.inject({ ...fault, pathIncludes: objectPath });
+    const dest = join(work, `dest-${++n}`);
+    const r = await fetch(e, SEG1, dest);
+    expect(r.code).toBe(0);
+    expect(require('node:fs').readFileSync(dest).equals(seg)).toBe(true);
+  });
+
+  it('records that s3rver ignores If-None-Match, and still refuses conflicting content', async () => {
+    const e = env();
+    expect((await push(e, pgdata({ [SEG1]: fakeSegment(SEG1) }), SEG1)).code).toBe(0);
+    const { GetObjectCommand, S3Client } = await import('@aws-sdk/client-s3');
+    const client = new S3Client({ endpoint: s3.endpoint, forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
+    const out = await client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: `${e['WALTS_STORE']!.split('/').pop()}/walts_v1/cluster.json` }));
+    const record = JSON.parse(await out.Body!.transformToString());
+    client.destroy();
+    expect(record.conditional_put).toEqual({ service: expect.stringContaining('s3://'), honoured: false });
+    // Every upload carried the condition anyway (harmless where ignored, decisive where honoured).
+    const segPuts = proxy.requests.filter((r) => r.method === 'PUT' && r.url.includes(SEG1) && r.url.includes(e['WALTS_STORE']!.split('/').pop()!));
+    expect(segPuts.every((r) => r.headers['if-none-match'] === '*')).toBe(true);
+  });
+
+  it('SIGTERM during a hung fetch: walts dies by SIGTERM and leaves no file', async () => {
+    const e = env();
+    expect((await push(e, pgdata({ [SEG1]: fakeSegment(SEG1) }), SEG1)).code).toBe(0);
+    proxy.inject({ kind: 'hang', method: 'GET', pathIncludes: `${prefixOf(e)}/walts_v1/wal/0000000100000000/${SEG1}.lz4.pgp` });
+    const dest = join(work, `dest-${++n}`);
+    const child = spawn(process.execPath, [WALTS_BIN, 'wal-fetch', SEG1, dest], { env: { ...process.env, ...e, WALTS_IO_TIMEOUT: '30' }, stdio: 'ignore' });
+    await new Promise((r) => setTimeout(r, 1500));
+    child.kill('SIGTERM');
+    const [code, signal] = await new Promise<[number | null, string | null]>((r) => child.once('exit', (c, s) => r([c, s])));
+    expect({ code, signal }).toEqual({ code: null, signal: 'SIGTERM' });
+    expect(existsSync(dest)).toBe(false);
+  });
+});
