@@ -124,7 +124,7 @@ export function checkRepoAccessible(): Promise<void> {
 // ---------------------------------------------------------------------------------------------------
 // temp dirs, ownership, ports
 
-async function chownToPg(p: string, recursive = false): Promise<void> {
+export async function chownToPg(p: string, recursive = false): Promise<void> {
   if (!PG_OS_USER) return;
   const { uid, gid } = lookupUser(PG_OS_USER);
   if (!recursive) {
