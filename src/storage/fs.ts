@@ -2,9 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { constants, createReadStream, promises as fsp } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { NotFoundError, ObjectExistsError, UnavailableError } from '../errors';
-import { toReadable } from '../util/streams';
 import { assertValidKey, META_SUFFIX, type ObjectInfo, type PutOptions, type Storage, type StoredObject } from './storage';
 
 const TMP_PREFIX = '.tmp.';
@@ -177,10 +175,14 @@ async function writeDurably(path: string, body: Buffer | Readable, signal?: Abor
   const handle = await fsp.open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
   try {
     if (Buffer.isBuffer(body)) {
-      await handle.writeFile(body);
+      await handle.writeFile(body, { signal });
     } else {
-      const out = handle.createWriteStream({ autoClose: false });
-      await pipeline(toReadable(body), out, { signal });
+      // Plain writes, not a write stream on the handle: such a stream keeps a hold on the handle
+      // that makes close() wait forever.
+      for await (const chunk of body) {
+        signal?.throwIfAborted();
+        await handle.write(chunk as Buffer);
+      }
     }
     await handle.sync();
   } finally {

@@ -1,11 +1,11 @@
 import { loadConfig, parseEnvFile } from '../../src/config';
 import { ConfigError } from '../../src/errors';
 
-const noFile = () => {
+const noFile = (): { text: string; mode: number } => {
   throw Object.assign(new Error('nope'), { code: 'ENOENT' });
 };
 
-function problems(env: Record<string, string>, flags = {}, readFile = noFile): string[] {
+function problems(env: Record<string, string>, flags = {}, readFile: (p: string) => { text: string; mode: number } = noFile): string[] {
   try {
     loadConfig({ env, flags, readFile });
   } catch (err) {

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 async function through(stages: unknown[], input: Buffer): Promise<Buffer> {
-  let out = Buffer.alloc(0);
+  let out: Buffer = Buffer.alloc(0);
   await pipeStages([Readable.from([input]), ...stages, async (s: AsyncIterable<Buffer>) => void (out = await readAll(s))]);
   return out;
 }
@@ -40,7 +40,7 @@ describe('codecs', () => {
 
   it('lz4 refuses a corrupted frame', async () => {
     const enc = await through([lz4Codec.encoder()], sample);
-    enc[enc.length - 2] ^= 0xff; // inside the content checksum
+    enc.writeUInt8(enc.readUInt8(enc.length - 2) ^ 0xff, enc.length - 2); // inside the content checksum
     await expect(through([lz4Codec.decoder()], enc)).rejects.toThrow(/checksum/i);
   });
 
@@ -62,7 +62,7 @@ describe('codecs', () => {
 
   it('pgp refuses tampered ciphertext (integrity check)', async () => {
     const enc = await through([pgpCodec({ encryptionKeys: () => loadPublicKeys(pub) }).encoder()], sample);
-    enc[enc.length - 30] ^= 0x01;
+    enc.writeUInt8(enc.readUInt8(enc.length - 30) ^ 0x01, enc.length - 30);
     const codec = pgpCodec({ decryptionKeys: () => loadPrivateKeys(priv, 'secret words') });
     await expect(through([codec.decoder()], enc)).rejects.toBeInstanceOf(CryptoError);
   });

@@ -204,7 +204,7 @@ describe('wal-push / wal-fetch contract (memory store)', () => {
     const dir = pgdata();
     await walPush(testDeps(store, { compression: 'none' }), { path: writeWal(dir, SEG1, fakeSegment(SEG1)), cwd: dir });
     const e = store.objects.get(`walts_v1/wal/0000000100000000/${SEG1}`);
-    if (e) e.data[100] ^= 0xff;
+    if (e) e.data.writeUInt8(e.data.readUInt8(100) ^ 0xff, 100);
     const restore = pgdata();
     const err = await walFetch(testDeps(store), fetchArgs(SEG1, 'pg_wal/RECOVERYXLOG', restore)).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(IntegrityError);
