@@ -17,7 +17,9 @@ export type Fault =
   | (Match & { kind: 'status'; status: number; code?: string })
   | (Match & { kind: 'reset' })
   | (Match & { kind: 'hang' })
-  | (Match & { kind: 'truncate-response'; bytes: number });
+  | (Match & { kind: 'truncate-response'; bytes: number })
+  /** Forwards only the first `bytes` of the request body, then cuts both connections (a client dying mid-upload). */
+  | (Match & { kind: 'truncate-request'; bytes: number });
 
 export interface FaultProxy {
   port: number;
@@ -75,11 +77,11 @@ export async function startFaultProxy(target: { host: string; port: number }): P
         req.resume(); // swallow the body and never answer
         return;
       default:
-        forward(req, res, fault?.kind === 'truncate-response' ? fault.bytes : undefined);
+        forward(req, res, fault?.kind === 'truncate-response' ? fault.bytes : undefined, fault?.kind === 'truncate-request' ? fault.bytes : undefined);
     }
   });
 
-  const forward = (req: IncomingMessage, res: ServerResponse, truncateAt?: number): void => {
+  const forward = (req: IncomingMessage, res: ServerResponse, truncateAt?: number, truncateRequestAt?: number): void => {
     const headers = { ...req.headers };
     // This server already answered "100 Continue" to the client; the upstream need not do it again.
     delete headers['expect'];
@@ -105,7 +107,24 @@ export async function startFaultProxy(target: { host: string; port: number }): P
       upRes.on('end', () => res.socket?.destroy()); // body shorter than the cut: still end abruptly
     });
     up.on('error', () => res.socket?.destroy());
-    req.pipe(up);
+    if (truncateRequestAt === undefined) {
+      req.pipe(up);
+      return;
+    }
+    let forwarded = 0;
+    req.on('data', (chunk: Buffer) => {
+      if (forwarded >= truncateRequestAt) return;
+      const part = chunk.subarray(0, truncateRequestAt - forwarded);
+      forwarded += part.length;
+      up.write(part);
+      if (forwarded >= truncateRequestAt) {
+        // Give the server a moment to take the bytes in, then drop both sides as a dying client would.
+        setTimeout(() => {
+          up.destroy();
+          req.socket.destroy();
+        }, 200);
+      }
+    });
   };
 
   server.on('connection', (s: Socket) => {

@@ -53,6 +53,8 @@ describe.each<StoreKind>(['file', 's3'])('archive round trip through real Postgr
     const pushLines = a.log().split('\n').filter((l) => l.includes('"wal-push done"'));
     expect(pushLines.length).toBeGreaterThanOrEqual(archived ?? 0);
     expect(JSON.parse(pushLines[0] ?? '{}')).toMatchObject({ cmd: 'wal-push', outcome: 'uploaded', bytes_in: 16 * 1024 * 1024 });
+    // Nothing else from walts at the default level: no SDK chatter in PostgreSQL's log.
+    expect(a.log()).not.toMatch(/NodeVersionSupportWarning|AWS SDK for JavaScript/);
 
     b.env = { ...store.env, WALTS_PGP_PRIVATE_KEY: keys.privateKeyPath, WALTS_PGP_PASSPHRASE_FILE: keys.passphraseFile ?? '' };
     await b.setRecovery({ restore_command: waltsCommand('wal-fetch %f %p') });

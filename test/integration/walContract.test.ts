@@ -193,6 +193,48 @@ describe('wal-push / wal-fetch contract (walts binary, s3rver behind a fault pro
     expect(require('node:fs').readFileSync(dest).equals(seg)).toBe(true);
   });
 
+  it('an upload cut off mid-body (s3rver publishes the partial object) is never served and is replaced by the next push', async () => {
+    const e = env({ WALTS_COMPRESSION: 'none', WALTS_RETRY_DEADLINE: '1' });
+    const seg = fakeSegment(SEG1);
+    const dir = pgdata({ [SEG1]: seg });
+    const key = `${prefixOf(e)}/walts_v1/wal/0000000100000000/${SEG1}.pgp`;
+    proxy.inject({ kind: 'truncate-request', bytes: 200_000, method: 'PUT', pathIncludes: key, times: 100 });
+    const cut = await push(e, dir, SEG1);
+    proxy.clear();
+    expect(cut.code).toBe(4); // store unavailable: PostgreSQL keeps the file and retries
+    const { HeadObjectCommand, S3Client } = await import('@aws-sdk/client-s3');
+    const client = new S3Client({ endpoint: s3.endpoint, forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
+    const partial = await client.send(new HeadObjectCommand({ Bucket: s3.bucket, Key: key }));
+    client.destroy();
+    // s3rver kept the first 200 000 bytes of a ~1 MiB object (real S3 never publishes a partial PUT).
+    expect(partial.ContentLength).toBe(200_000);
+
+    const dest = join(work, `dest-${++n}`);
+    const refused = await fetch(e, SEG1, dest);
+    expect(refused.code).toBe(255);
+    expect(existsSync(dest)).toBe(false);
+
+    const again = await push(e, dir, SEG1);
+    expect(again.code).toBe(0);
+    expect(again.stderr).toContain('replacing incomplete object');
+    expect((await fetch(e, SEG1, dest)).code).toBe(0);
+    expect(require('node:fs').readFileSync(dest).equals(seg)).toBe(true);
+  });
+
+  it('never prints the passphrase, even when it is wrong', async () => {
+    const protectedKeys = await makeGpgKeys({ algo: 'ed25519', passphrase: 'pass-phrase-that-must-not-leak' });
+    try {
+      const e = env({ WALTS_PGP_PUBLIC_KEY: protectedKeys.publicKeyPath, WALTS_PGP_PRIVATE_KEY: protectedKeys.privateKeyPath, WALTS_LOG_LEVEL: 'trace' });
+      expect((await push(e, pgdata({ [SEG1]: fakeSegment(SEG1) }), SEG1)).code).toBe(0);
+      const r = await fetch({ ...e, WALTS_PGP_PASSPHRASE: 'wrong-pass-phrase-that-must-not-leak' }, SEG1, join(work, `dest-${++n}`));
+      expect(r.code).toBe(255);
+      expect(r.stderr).toContain('wrong passphrase');
+      expect(r.stderr + r.stdout).not.toContain('must-not-leak');
+    } finally {
+      await protectedKeys.cleanup();
+    }
+  });
+
   it('records that s3rver ignores If-None-Match, and still refuses conflicting content', async () => {
     const e = env();
     expect((await push(e, pgdata({ [SEG1]: fakeSegment(SEG1) }), SEG1)).code).toBe(0);
