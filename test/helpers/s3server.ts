@@ -90,3 +90,10 @@ export function s3StoreConfig(
     s3: { endpoint, forcePathStyle: true, region: 'us-east-1', conditionalPut: 'auto', ...s3 },
   };
 }
+
+/** A plain SDK client on s3rver, for tests that look at or plant raw objects behind walts' back. */
+export function rawS3Client(endpoint: string): import('@aws-sdk/client-s3').S3Client {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { S3Client } = require('@aws-sdk/client-s3') as typeof import('@aws-sdk/client-s3');
+  return new S3Client({ endpoint, forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
+}

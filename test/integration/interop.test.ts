@@ -3,7 +3,8 @@
  * objects made by hand with `lz4 | gpg --encrypt` are fetched by walts. The real gpg (2.2) and lz4
  * command-line tools are the independent decoder and encoder; a real segment from initdb is the data.
  */
-import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand } from '@aws-sdk/client-s3';
+import { rawS3Client } from '../helpers/s3server';
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeGpgKeys, type GpgKeys } from '../helpers/gpg';
@@ -49,7 +50,7 @@ describe('interop with stock gpg and lz4', () => {
 
     async function readObject(key: string): Promise<Buffer> {
       if (kind === 'file') return readFileSync(join(store.dir, key));
-      const client = new S3Client({ endpoint: store.env['WALTS_S3_ENDPOINT'], forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
+      const client = rawS3Client(store.env['WALTS_S3_ENDPOINT'] ?? '');
       const out = await client.send(new GetObjectCommand({ Bucket: store.s3?.bucket, Key: `interop-${kind}/${key}` }));
       const bytes = Buffer.from(await out.Body!.transformToByteArray());
       client.destroy();
@@ -82,7 +83,7 @@ describe('interop with stock gpg and lz4', () => {
         copyFileSync(join(work, 'seg2.lz4.pgp'), join(store.dir, objKey));
       } else {
         const { PutObjectCommand } = await import('@aws-sdk/client-s3');
-        const client = new S3Client({ endpoint: store.env['WALTS_S3_ENDPOINT'], forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
+        const client = rawS3Client(store.env['WALTS_S3_ENDPOINT'] ?? '');
         await client.send(new PutObjectCommand({ Bucket: store.s3?.bucket, Key: `interop-${kind}/${objKey}`, Body: readFileSync(join(work, 'seg2.lz4.pgp')) }));
         client.destroy();
       }

@@ -10,7 +10,7 @@ import { makeGpgKeys, type GpgKeys } from '../helpers/gpg';
 import { startFaultProxy, type FaultProxy } from '../helpers/faultProxy';
 import { trackClusters } from '../helpers/pg';
 import { runWalts, WALTS_BIN } from '../helpers/run';
-import { startS3rver, type S3rverHandle } from '../helpers/s3server';
+import { rawS3Client, startS3rver, type S3rverHandle } from '../helpers/s3server';
 import { fakeSegment } from '../helpers/wal';
 
 const SEG1 = '000000010000000000000001';
@@ -202,8 +202,8 @@ describe('wal-push / wal-fetch contract (walts binary, s3rver behind a fault pro
     const cut = await push(e, dir, SEG1);
     proxy.clear();
     expect(cut.code).toBe(4); // store unavailable: PostgreSQL keeps the file and retries
-    const { HeadObjectCommand, S3Client } = await import('@aws-sdk/client-s3');
-    const client = new S3Client({ endpoint: s3.endpoint, forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
+    const { HeadObjectCommand } = await import('@aws-sdk/client-s3');
+    const client = rawS3Client(s3.endpoint);
     const partial = await client.send(new HeadObjectCommand({ Bucket: s3.bucket, Key: key }));
     client.destroy();
     // s3rver kept the first 200 000 bytes of a ~1 MiB object (real S3 never publishes a partial PUT).
@@ -238,8 +238,8 @@ describe('wal-push / wal-fetch contract (walts binary, s3rver behind a fault pro
   it('records that s3rver ignores If-None-Match, and still refuses conflicting content', async () => {
     const e = env();
     expect((await push(e, pgdata({ [SEG1]: fakeSegment(SEG1) }), SEG1)).code).toBe(0);
-    const { GetObjectCommand, S3Client } = await import('@aws-sdk/client-s3');
-    const client = new S3Client({ endpoint: s3.endpoint, forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
+    const { GetObjectCommand } = await import('@aws-sdk/client-s3');
+    const client = rawS3Client(s3.endpoint);
     const out = await client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: `${e['WALTS_STORE']!.split('/').pop()}/walts_v1/cluster.json` }));
     const record = JSON.parse(await out.Body!.transformToString());
     client.destroy();
