@@ -59,13 +59,15 @@ export async function walPush(deps: Deps, args: WalPushArgs): Promise<WalPushRes
     const header = await validateSource(handle, name, fileSize);
 
     // Network round trips and CPU work overlap: the store is asked while the file is encoded.
-    const [record, variants, encodedResult] = await Promise.all([
+    const [recordResult, variantsResult, encodedResult] = await Promise.allSettled([
       readClusterRecord(storage, signal),
       findWalVariants(storage, name, signal),
       encode(deps, handle, fileSize, signal),
     ]);
-    encoded = encodedResult.spooled;
-    const plain = encodedResult.plain;
+    if (encodedResult.status === 'fulfilled') encoded = encodedResult.value.spooled; // cleaned up in finally
+    const record = settledValue(recordResult);
+    const variants = settledValue(variantsResult);
+    const { plain, spooled } = settledValue(encodedResult);
 
     let trusted = conditionalCreateTrusted(storage, record);
     if (header) {
@@ -84,9 +86,9 @@ export async function walPush(deps: Deps, args: WalPushArgs): Promise<WalPushRes
     const overwrite = stale.some((v) => v.info.key === key);
     if (stale.length > 0) log.warn({ wal: name.name, keys: stale.map((v) => v.info.key) }, 'replacing incomplete object(s) (size differs from the size recorded with it, or no walts metadata)');
 
-    const metadata = objectMetadata(plain, encoded.size, header?.systemIdentifier);
+    const metadata = objectMetadata(plain, spooled.size, header?.systemIdentifier);
     try {
-      await storage.put(key, encoded.body(), { ifAbsent: !overwrite, metadata, size: encoded.size, signal });
+      await storage.put(key, spooled.body(), { ifAbsent: !overwrite, metadata, size: spooled.size, signal });
     } catch (err) {
       if (!(err instanceof ObjectExistsError)) throw err;
       // Someone created the key between our listing and our upload: judge what they wrote.
@@ -98,7 +100,7 @@ export async function walPush(deps: Deps, args: WalPushArgs): Promise<WalPushRes
 
     const others = stale.filter((v) => v.info.key !== key).map((v) => v.info.key);
     if (others.length > 0) await storage.delete(others, { signal });
-    return { name: name.name, key, outcome: 'uploaded', plainBytes: plain.size, storedBytes: encoded.size, replaced: stale.map((v) => v.info.key) };
+    return { name: name.name, key, outcome: 'uploaded', plainBytes: plain.size, storedBytes: spooled.size, replaced: stale.map((v) => v.info.key) };
   } finally {
     await handle.close();
     await encoded?.cleanup();
@@ -188,4 +190,9 @@ async function verifyOurs(deps: Deps, key: string, name: WalFileName, plain: Pla
   if (!facts || !sameFacts(facts, plain)) {
     throw new IntegrityError(`${name.name}: after upload, ${key} does not hold this file's content (another writer on the same prefix?)`);
   }
+}
+
+function settledValue<T>(result: PromiseSettledResult<T>): T {
+  if (result.status === 'rejected') throw result.reason;
+  return result.value;
 }
