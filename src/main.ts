@@ -5,6 +5,9 @@
  * process die by that signal, never a made-up exit code (reliability.md rule 13).
  */
 import yargs from 'yargs';
+import { backupFetchCommand } from './cli/backupFetch';
+import { backupListCommand, backupShowCommand } from './cli/backupList';
+import { backupPushCommand } from './cli/backupPush';
 import { walFetchCommand } from './cli/walFetch';
 import { walPushCommand } from './cli/walPush';
 import { ENVIRONMENT_HELP, GLOBAL_OPTIONS } from './cli/options';
@@ -39,10 +42,14 @@ export async function main(args: readonly string[]): Promise<MainResult> {
   try {
     const parser = yargs([...args])
       .scriptName('walts')
-      .usage('walts <command> [options]\n\nPostgreSQL WAL archiving and restore to S3 or a directory: LZ4-compressed, OpenPGP-encrypted.')
+      .usage('walts <command> [options]\n\nPostgreSQL WAL archiving, base backups and point-in-time restore to S3 or a directory:\nLZ4-compressed, OpenPGP-encrypted, streamed.')
       .options(GLOBAL_OPTIONS)
       .command(walPushCommand)
       .command(walFetchCommand)
+      .command(backupPushCommand)
+      .command(backupListCommand)
+      .command(backupShowCommand)
+      .command(backupFetchCommand)
       .middleware((argv) => {
         command = String(argv._[0] ?? '');
       }, true)

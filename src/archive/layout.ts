@@ -43,3 +43,47 @@ export function parseWalKey(key: string): { name: WalFileName; codecs: string[] 
   if (!name || walDir(name) !== key.slice(0, slash)) return undefined;
   return { name, codecs };
 }
+
+/**
+ * Base backups:
+ *
+ *   walts_v1/basebackups/<name>/started.json                    in-progress marker, written first
+ *   walts_v1/basebackups/<name>/part_00001.tar<codecs>          size-bounded tar volumes
+ *   walts_v1/basebackups/<name>/manifest.jsonl<codecs>          every file: path, size, mode, SHA-256
+ *   walts_v1/basebackups/<name>/sentinel.json                   completion record, written last
+ *
+ * No sentinel, no backup. The sentinel sits inside the backup's folder (not beside it as
+ * `<name>.json`): some S3-compatible servers list `P/x` and `P.json` out of order.
+ */
+export const BACKUP_ROOT = `${ROOT}/basebackups`;
+const BACKUP_NAME_RE = /^base_[0-9A-F]{24}_[0-9A-F]{8}$/;
+
+/** `base_<start WAL file>_<offset of the start LSN in that file>`, as WAL-E named them. */
+export function backupName(startWalFile: string, startOffset: number): string {
+  return `base_${startWalFile}_${startOffset.toString(16).toUpperCase().padStart(8, '0')}`;
+}
+
+export function isBackupName(name: string): boolean {
+  return BACKUP_NAME_RE.test(name);
+}
+
+export function backupDir(name: string): string {
+  if (!isBackupName(name)) throw new RangeError(`not a backup name: ${JSON.stringify(name)}`);
+  return `${BACKUP_ROOT}/${name}`;
+}
+
+export const backupKeys = {
+  started: (name: string) => `${backupDir(name)}/started.json`,
+  sentinel: (name: string) => `${backupDir(name)}/sentinel.json`,
+  manifest: (name: string, codecSuffix: string) => `${backupDir(name)}/manifest.jsonl${codecSuffix}`,
+  volume: (name: string, index: number, codecSuffix: string) => `${backupDir(name)}/part_${String(index).padStart(5, '0')}.tar${codecSuffix}`,
+};
+
+/** The backup a key belongs to, and which part of it the key is. */
+export function parseBackupKey(key: string): { name: string; part: 'started' | 'sentinel' | 'manifest' | 'volume' | 'other' } | undefined {
+  if (!key.startsWith(`${BACKUP_ROOT}/`)) return undefined;
+  const [name, file, ...rest] = key.slice(BACKUP_ROOT.length + 1).split('/');
+  if (!name || !isBackupName(name) || !file || rest.length > 0) return undefined;
+  const part = file === 'started.json' ? 'started' : file === 'sentinel.json' ? 'sentinel' : file.startsWith('manifest.jsonl') ? 'manifest' : /^part_\d{5}\.tar/.test(file) ? 'volume' : 'other';
+  return { name, part };
+}

@@ -28,6 +28,8 @@ export interface RunOptions {
   preflight?: () => void;
   /** Failures that are a normal answer (wal-fetch's "not in the archive"): logged at info, not as errors. */
   isExpected?: (err: unknown) => boolean;
+  /** Commands whose output is on stdout (lists) log their success at debug only. */
+  quietSuccess?: boolean;
 }
 
 export async function runCommand(
@@ -47,7 +49,9 @@ export async function runCommand(
   const started = Date.now();
   try {
     const fields = await body({ config, deps, log, signal: runtime.signal });
-    log.info({ ...fields, duration_ms: Date.now() - started }, `${command} done`);
+    const line = { ...fields, duration_ms: Date.now() - started };
+    if (options.quietSuccess) log.debug(line, `${command} done`);
+    else log.info(line, `${command} done`);
   } catch (err) {
     if (options.isExpected?.(err)) {
       log.info({ outcome: (err as { kind?: string }).kind, duration_ms: Date.now() - started }, `${command}: ${describeError(err)}`);

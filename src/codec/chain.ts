@@ -1,6 +1,6 @@
 import type { Duplex } from 'node:stream';
 import { IntegrityError } from '../errors';
-import type { Codec } from './codec';
+import type { Codec, DecodeOptions } from './codec';
 import { lz4Codec } from './lz4';
 
 /**
@@ -29,11 +29,11 @@ export class CodecSet {
   }
 
   /** Decoders for a suffix list as returned by `splitCodecSuffix`, outermost first. */
-  decoders(codecNames: readonly string[]): Duplex[] {
+  decoders(codecNames: readonly string[], options?: DecodeOptions): Duplex[] {
     return [...codecNames].reverse().map((name) => {
       const codec = this.#byName.get(name);
       if (!codec) throw new IntegrityError(`unknown codec suffix .${name}`);
-      return codec.decoder();
+      return codec.decoder(options);
     });
   }
 }

@@ -11,5 +11,15 @@ export interface Codec {
   /** A fresh transform from plain to encoded bytes. */
   encoder(): Duplex;
   /** A fresh transform from encoded to plain bytes; errors on corrupt or unauthenticated input. */
-  decoder(): Duplex;
+  decoder(options?: DecodeOptions): Duplex;
+}
+
+export interface DecodeOptions {
+  /**
+   * Release plaintext before an integrity check that only comes at the end of the stream (OpenPGP's
+   * MDC). Off by default: a WAL file is held until proven. On for multi-GiB backup volumes, whose
+   * every file is checked against its own SHA-256 and whose end-of-stream check still fails the
+   * restore before it is usable (pg_control is put in place last).
+   */
+  readonly unauthenticatedStream?: boolean;
 }

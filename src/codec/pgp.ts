@@ -3,7 +3,7 @@ import { Duplex, PassThrough, Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import type * as OpenPGP from 'openpgp';
 import { ConfigError, CryptoError } from '../errors';
-import type { Codec } from './codec';
+import type { Codec, DecodeOptions } from './codec';
 
 // openpgp is loaded on first use: wal-push without encryption should not pay its start-up cost.
 let openpgpModule: typeof OpenPGP | undefined;
@@ -31,7 +31,7 @@ export function pgpCodec(keys: PgpKeys): Codec {
   return {
     name: 'pgp',
     encoder: () => encryptStream(keys),
-    decoder: () => decryptStream(keys),
+    decoder: (options?: DecodeOptions) => decryptStream(keys, options?.unauthenticatedStream === true),
   };
 }
 
@@ -52,7 +52,7 @@ function encryptStream(keys: PgpKeys): Duplex {
   return Duplex.from({ writable: input, readable: output });
 }
 
-function decryptStream(keys: PgpKeys): Duplex {
+function decryptStream(keys: PgpKeys, unauthenticatedStream: boolean): Duplex {
   const input = new PassThrough();
   const output = new PassThrough();
   const pgp = openpgp();
@@ -66,8 +66,8 @@ function decryptStream(keys: PgpKeys): Duplex {
       message,
       decryptionKeys,
       format: 'binary',
-      // Never release plaintext before the integrity check at the end of the message has passed.
-      config: { allowUnauthenticatedStream: false },
+      // By default no plaintext is released before the integrity check at the end of the message.
+      config: { allowUnauthenticatedStream: unauthenticatedStream },
     });
     await pipeWeb(data as unknown as WebReadableStream<Uint8Array>, output);
   })().catch((err: unknown) => {

@@ -1,0 +1,57 @@
+/**
+ * The list of base backups in a store: a backup exists when its sentinel does. Sentinels are small
+ * plain JSON objects, read in parallel.
+ */
+import { compareByStart, parseSentinel, type BackupSentinel } from '../backup/sentinel';
+import { NotFoundError, UsageError } from '../errors';
+import type { Storage } from '../storage/storage';
+import { readAll } from '../util/streams';
+import { BACKUP_ROOT, backupKeys, isBackupName, parseBackupKey } from './layout';
+
+/** Every complete backup, oldest first (by start LSN). */
+export async function listBackups(storage: Storage, signal?: AbortSignal): Promise<BackupSentinel[]> {
+  const names: string[] = [];
+  for await (const o of storage.list(`${BACKUP_ROOT}/`, { signal })) {
+    const parsed = parseBackupKey(o.key);
+    if (parsed?.part === 'sentinel') names.push(parsed.name);
+  }
+  const sentinels = await mapLimit(names, 8, (name) => readSentinel(storage, name, signal));
+  return sentinels.sort(compareByStart);
+}
+
+export async function readSentinel(storage: Storage, name: string, signal?: AbortSignal): Promise<BackupSentinel> {
+  const key = backupKeys.sentinel(name);
+  const obj = await storage.get(key, { signal });
+  return parseSentinel((await readAll(obj.body, 16 << 20)).toString('utf8'), key);
+}
+
+/** Resolves `LATEST` or a backup name to its sentinel, with a clear message when there is none. */
+export async function findBackup(storage: Storage, which: string, signal?: AbortSignal): Promise<BackupSentinel> {
+  if (which === 'LATEST') {
+    const all = await listBackups(storage, signal);
+    const latest = all[all.length - 1];
+    if (!latest) throw new NotFoundError(`no complete backup in ${storage.description}`);
+    return latest;
+  }
+  if (!isBackupName(which)) throw new UsageError(`${JSON.stringify(which)} is not a backup name (base_<24 hex>_<8 hex>) or LATEST`);
+  try {
+    return await readSentinel(storage, which, signal);
+  } catch (err) {
+    if (err instanceof NotFoundError) throw new NotFoundError(`backup ${which} does not exist (or never completed) in ${storage.description}`);
+    throw err;
+  }
+}
+
+/** Runs `fn` over `items` with at most `limit` at a time, keeping the order of results. */
+export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await fn(items[i] as T, i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}

@@ -1,0 +1,63 @@
+import type { CommandModule } from 'yargs';
+import { UsageError } from '../errors';
+import { backupPush } from '../ops/backupPush';
+import { formatBytes, parseSize } from './format';
+import { terminalProgress } from './progress';
+import { runCommand } from './run';
+
+interface Args {
+  pgdata: string;
+  fast?: boolean;
+  'volume-size': string;
+  'archive-timeout': number;
+  host?: string;
+  port?: number;
+  username?: string;
+  dbname?: string;
+}
+
+export const backupPushCommand: CommandModule<object, Args> = {
+  command: 'backup-push <pgdata>',
+  describe: 'take a base backup of the running cluster on <pgdata> (non-exclusive)',
+  builder: (y) =>
+    y
+      .positional('pgdata', { type: 'string', demandOption: true, describe: "the cluster's data directory, on this host" })
+      .option('fast', { type: 'boolean', describe: 'request an immediate checkpoint instead of a spread one' })
+      .option('volume-size', { type: 'string', default: '1GiB', describe: 'tar bytes per stored volume' })
+      .option('archive-timeout', { type: 'number', default: 300, describe: "seconds to wait for the backup's WAL to be archived" })
+      .option('host', { type: 'string', describe: 'server host or socket directory [PGHOST]', group: 'Connection (libpq conventions; PGPASSWORD or ~/.pgpass for passwords):' })
+      .option('port', { type: 'number', describe: 'server port [PGPORT]', group: 'Connection (libpq conventions; PGPASSWORD or ~/.pgpass for passwords):' })
+      .option('username', { type: 'string', describe: 'user with pg_backup_start rights [PGUSER]', group: 'Connection (libpq conventions; PGPASSWORD or ~/.pgpass for passwords):' })
+      .option('dbname', { type: 'string', describe: 'database to connect to [PGDATABASE]', group: 'Connection (libpq conventions; PGPASSWORD or ~/.pgpass for passwords):' })
+      .example('walts backup-push /var/lib/postgresql/15/main', 'nightly, from cron or a systemd timer, as the postgres user')
+      .example('PGHOST=/var/run/postgresql walts backup-push --fast $PGDATA', 'right now, with an immediate checkpoint')
+      .epilogue(
+        `The backup exists once its sentinel is written, after every volume, the manifest and every WAL
+file from its start to its stop segment are in the store (archive_command must be walts wal-push).
+Exit status: 0 backup complete; 2 bad options or not a data directory; 3 the store belongs to
+another cluster; 4 store or database unavailable, or the WAL did not arrive in time. On any failure
+or on SIGINT/SIGTERM the server leaves backup mode and no backup is listed.`,
+      ) as never,
+  handler: (argv) =>
+    runCommand('backup-push', argv, async ({ deps, config, signal }) => {
+      const volumeSize = parseSize(argv['volume-size']);
+      if (!volumeSize || volumeSize < 1024 * 1024) throw new UsageError(`--volume-size must be at least 1MiB, got ${JSON.stringify(argv['volume-size'])}`);
+      const progress = terminalProgress('backup-push');
+      try {
+        const b = await backupPush(deps, {
+          pgdata: argv.pgdata,
+          fast: argv.fast === true,
+          volumeSize,
+          archiveTimeoutMs: argv['archive-timeout'] * 1000,
+          connection: { connectTimeoutMs: config.store.connectTimeoutMs, overrides: { host: argv.host, port: argv.port, user: argv.username, database: argv.dbname } },
+          signal,
+          onProgress: progress?.update,
+        });
+        progress?.end();
+        if (process.stdout.isTTY) process.stdout.write(`backup ${b.name} complete: ${b.file_count} files, ${formatBytes(b.data_size)} stored as ${formatBytes(b.stored_size)}\n`);
+        return { backup: b.name, start_lsn: b.start_lsn, stop_lsn: b.stop_lsn, files: b.file_count, bytes_in: b.data_size, bytes_out: b.stored_size, volumes: b.volumes.length };
+      } finally {
+        progress?.end();
+      }
+    }),
+};

@@ -1,0 +1,205 @@
+/**
+ * backup-push: a non-exclusive base backup of a running cluster (reliability.md rules 20-25, 30).
+ *
+ *   1. connect (libpq conventions), check the data directory and the store's owner;
+ *   2. pg_backup_start; write the in-progress marker `started.json`;
+ *   3. stream PGDATA and tablespaces as tar volumes (global/pg_control last);
+ *   4. pg_backup_stop; add backup_label and tablespace_map as the last entries; upload the manifest;
+ *   5. wait until every WAL file from the start to the stop segment is in the store;
+ *   6. write the sentinel: only now does the backup exist.
+ * Any failure or interruption ends backup mode (closing the session aborts a non-exclusive backup)
+ * and leaves no sentinel, so no half backup is ever listed.
+ */
+import { promises as fsp } from 'node:fs';
+import { join } from 'node:path';
+import { readClusterRecord } from '../archive/cluster';
+import { backupKeys, backupName } from '../archive/layout';
+import { findWalVariants } from '../archive/walObjects';
+import type { StoredPart, TablespaceInfo, BackupSentinel } from '../backup/sentinel';
+import { SENTINEL_FORMAT } from '../backup/sentinel';
+import { manifestLines, VolumeWriter } from '../backup/volumes';
+import { walkDataDirectory } from '../backup/walk';
+import type { Deps } from '../deps';
+import { IntegrityError, UnavailableError, UsageError } from '../errors';
+import { abortBackup, startBackup, stopBackup, walArchiverStatus } from '../postgres/backupApi';
+import { connect, type PgConnectOptions, type PgSession } from '../postgres/client';
+import { nextSegment, parseLsn, parseSegmentName, parseWalFileName, segmentName } from '../postgres/walName';
+import { DigestStream, pipeStages } from '../util/streams';
+import { Readable } from 'node:stream';
+
+export interface BackupPushArgs {
+  readonly pgdata: string;
+  readonly fast: boolean;
+  /** Tar bytes per volume before a new one starts. */
+  readonly volumeSize: number;
+  /** How long to wait for the backup's WAL to reach the store. */
+  readonly archiveTimeoutMs: number;
+  readonly connection: PgConnectOptions;
+  readonly signal?: AbortSignal;
+  /** Progress: plain bytes so far and the expected total (database sizes), for a TTY. */
+  readonly onProgress?: (done: number, total: number) => void;
+  readonly sleep?: (ms: number) => Promise<void>;
+}
+
+export async function backupPush(deps: Deps, args: BackupPushArgs): Promise<BackupSentinel> {
+  const { storage, codecs, log } = deps;
+  const pgdata = await checkDataDirectory(args.pgdata);
+  const session = await connect(args.connection);
+  let writer: VolumeWriter | undefined;
+  try {
+    await checkSameServer(session, pgdata);
+    const record = await readClusterRecord(storage, args.signal);
+    const tablespaces = await listTablespaces(session);
+    const total = Number((await session.query<{ total: string }>('select sum(pg_database_size(oid))::text as total from pg_database')).rows[0]?.total ?? 0);
+
+    log.info({ fast: args.fast }, args.fast ? 'starting backup: immediate checkpoint' : 'starting backup: waiting for a spread checkpoint (up to checkpoint_timeout × checkpoint_completion_target; --fast for an immediate one)');
+    const start = await startBackup(session, { label: `walts backup ${deps.now().toISOString()}`, fast: args.fast });
+    if (record && record.system_identifier !== start.systemIdentifier) {
+      throw new IntegrityError(`this server is database system ${start.systemIdentifier}, but the store belongs to system ${record.system_identifier}; use a separate WALTS_STORE prefix per cluster`);
+    }
+    const name = backupName(start.startWalFile, Number(parseLsn(start.startLsn) % BigInt(start.walSegmentSize)));
+    log.info({ backup: name, start_lsn: start.startLsn, fast: args.fast }, 'backup started');
+    await storage.put(
+      backupKeys.started(name),
+      Buffer.from(JSON.stringify({ name, start_lsn: start.startLsn, start_wal_file: start.startWalFile, timeline: start.timeline, start_time: start.startTime, hostname: deps.host, walts_version: deps.version }) + '\n'),
+      { signal: args.signal },
+    );
+
+    let done = 0;
+    writer = new VolumeWriter({
+      storage,
+      codecs,
+      keyFor: (i) => backupKeys.volume(name, i, codecs.writeSuffix),
+      volumeSize: args.volumeSize,
+      signal: args.signal,
+      onBytes: (n) => args.onProgress?.((done += n), total),
+    });
+    const spcMap = new Map(tablespaces.map((t) => [t.oid, t.location]));
+    for await (const entry of walkDataDirectory(pgdata, { tablespaces: spcMap, pgMajor: Math.floor(start.pgVersionNum / 10000) })) {
+      args.signal?.throwIfAborted();
+      if (entry.type === 'file') await writer.addFile(entry.path, entry.source, entry);
+      else await writer.addEntry({ path: entry.path, type: entry.type, mode: entry.mode, mtime: entry.mtime, linkname: entry.linkTarget });
+    }
+    await writer.finishVolume();
+
+    const stop = await stopBackup(session, { waitForArchive: false });
+    const now = Math.floor(Date.now() / 1000);
+    await writer.addBuffer('backup_label', stop.backupLabel, 0o600, now);
+    if (stop.tablespaceMap) await writer.addBuffer('tablespace_map', stop.tablespaceMap, 0o600, now);
+    await writer.finishVolume();
+    const manifest = await uploadManifest(deps, name, writer, start, stop);
+
+    await waitForWal(deps, session, stop.label.startWalFile, stop.stopWalFile, start.walSegmentSize, args);
+
+    const files = writer.entries.filter((e) => e.type === 'file');
+    const sentinel: BackupSentinel = {
+      format: SENTINEL_FORMAT,
+      name,
+      label: start.label,
+      walts_version: deps.version,
+      system_identifier: start.systemIdentifier,
+      pg_version: start.pgVersion,
+      pg_version_num: start.pgVersionNum,
+      timeline: stop.label.startTimeline,
+      start_lsn: start.startLsn,
+      stop_lsn: stop.stopLsn,
+      start_wal_file: stop.label.startWalFile,
+      stop_wal_file: stop.stopWalFile,
+      start_time: start.startTime,
+      finish_time: stop.stopTime,
+      wal_segment_size: start.walSegmentSize,
+      data_checksums: start.dataChecksums,
+      from_standby: start.inRecovery,
+      hostname: deps.host,
+      data_directory: pgdata,
+      file_count: files.length,
+      data_size: files.reduce((n, e) => n + e.size, 0),
+      stored_size: writer.volumes.reduce((n, v) => n + v.stored_size, 0) + manifest.stored_size,
+      codecs: codecs.writeChain.map((c) => c.name),
+      volumes: writer.volumes,
+      manifest,
+      tablespaces,
+      backup_label: stop.backupLabel.toString('utf8'),
+      tablespace_map: stop.tablespaceMap ? stop.tablespaceMap.toString('utf8') : null,
+    };
+    // The commit point: written last, after every part and every WAL file it needs.
+    await storage.put(backupKeys.sentinel(name), Buffer.from(JSON.stringify(sentinel, null, 2) + '\n'), { signal: args.signal });
+    return sentinel;
+  } catch (err) {
+    writer?.abort(err as Error);
+    await abortBackup(session).catch(() => undefined);
+    throw err;
+  } finally {
+    await session.close().catch(() => undefined);
+  }
+}
+
+async function checkDataDirectory(pgdata: string): Promise<string> {
+  const real = await fsp.realpath(pgdata).catch(() => {
+    throw new UsageError(`${pgdata} does not exist`);
+  });
+  for (const f of ['PG_VERSION', 'global/pg_control']) {
+    await fsp.access(join(real, f)).catch(() => {
+      throw new UsageError(`${pgdata} is not a PostgreSQL data directory (no ${f})`);
+    });
+  }
+  return real;
+}
+
+/** The connection must lead to the server running on `pgdata`, or the files and the WAL would not match. */
+async function checkSameServer(session: PgSession, pgdata: string): Promise<void> {
+  const dir = (await session.query<{ d: string }>('select current_setting($1) as d', ['data_directory'])).rows[0]?.d ?? '';
+  const real = await fsp.realpath(dir).catch(() => dir);
+  if (real !== pgdata) {
+    throw new UsageError(`the server reached through PGHOST/PGPORT runs on ${dir}, not on ${pgdata}; point the connection at the cluster being backed up`);
+  }
+}
+
+async function listTablespaces(session: PgSession): Promise<TablespaceInfo[]> {
+  const r = await session.query<{ oid: string; name: string; location: string }>(
+    "select oid::text as oid, spcname as name, pg_tablespace_location(oid) as location from pg_tablespace where spcname not in ('pg_default', 'pg_global') order by oid",
+  );
+  return r.rows.filter((t) => t.location !== '').map((t) => ({ oid: Number(t.oid), name: t.name, location: t.location }));
+}
+
+async function uploadManifest(
+  deps: Deps,
+  name: string,
+  writer: VolumeWriter,
+  start: { startLsn: string; systemIdentifier: string },
+  stop: { stopLsn: string },
+): Promise<StoredPart> {
+  const key = backupKeys.manifest(name, deps.codecs.writeSuffix);
+  const body = manifestLines({ format: 1, backup: name, system_identifier: start.systemIdentifier, start_lsn: start.startLsn, stop_lsn: stop.stopLsn, entries: writer.entries.length }, writer.entries);
+  const plain = new DigestStream();
+  const stored = new DigestStream();
+  await pipeStages([Readable.from([body]), plain, ...deps.codecs.encoders(), stored, async (s: AsyncIterable<Buffer>) => deps.storage.put(key, Readable.from(s))]);
+  return { key, stored_size: stored.bytes, size: plain.bytes, sha256: plain.digest() };
+}
+
+/**
+ * Waits until every WAL file the backup needs (start to stop segment) is archived, complete, in the
+ * store: a backup whose WAL is missing cannot be restored. pg_backup_stop switched to a new segment,
+ * so the last one is on its way; archiving problems are reported with what pg_stat_archiver says.
+ */
+async function waitForWal(deps: Deps, session: PgSession, first: string, last: string, segmentSize: number, args: BackupPushArgs): Promise<void> {
+  const sleep = args.sleep ?? ((ms: number) => new Promise((r) => setTimeout(r, ms)));
+  const deadline = Date.now() + args.archiveTimeoutMs;
+  let seg = parseSegmentName(first, segmentSize);
+  const end = parseSegmentName(last, segmentSize);
+  while (seg.segNo <= end.segNo) {
+    const walName = segmentName(seg, segmentSize);
+    const parsed = parseWalFileName(walName);
+    const variants = parsed ? await findWalVariants(deps.storage, parsed, args.signal) : [];
+    if (variants.some((v) => v.facts)) {
+      seg = nextSegment(seg);
+      continue;
+    }
+    if (Date.now() >= deadline) {
+      const status = await walArchiverStatus(session).catch(() => undefined);
+      const detail = status ? ` (pg_stat_archiver: last archived ${status.lastArchivedWal ?? 'none'}, last failed ${status.lastFailedWal ?? 'none'}, ${status.failedCount} failures)` : '';
+      throw new UnavailableError(`WAL file ${walName}, needed by this backup, did not reach the store within ${Math.round(args.archiveTimeoutMs / 1000)} s; is archive_command = 'walts wal-push %p' working?${detail}`, { transient: false });
+    }
+    await sleep(500);
+  }
+}
