@@ -2,9 +2,10 @@
  * `npm run demo`: walts end to end on this machine, with no configuration. It starts a throwaway
  * PostgreSQL 15 cluster that archives through `walts wal-push %p` into an embedded store (a temp
  * directory, or an embedded S3 server with --s3), encrypted with an OpenPGP key made for the demo;
- * copies the cluster with pg_basebackup (no WAL), writes under load, then starts the copy with
- * `restore_command = 'walts wal-fetch %f %p'` and shows that it recovered exactly the same data.
- * Everything is removed afterwards (set WALTS_DEMO_KEEP=1 to keep it).
+ * takes a base backup with `walts backup-push` while pgbench writes, notes a target time, writes
+ * more, restores with `walts backup-fetch LATEST --target-time ...` into a new directory, starts it
+ * (it replays WAL through `walts wal-fetch %f %p`), and shows that it holds exactly the data the
+ * primary had at the target. Everything is removed afterwards (WALTS_DEMO_KEEP=1 keeps it).
  */
 import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,6 +14,10 @@ import { loadConfig } from '../src/config';
 import { openStorage } from '../src/storage/open';
 import { chownToPg, trackClusters, type Cluster } from '../test/helpers/pg';
 import { startStore, waltsCommand } from '../test/helpers/stores';
+import { runWalts } from '../test/helpers/run';
+import { formatBytes } from '../src/cli/format';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const useS3 = process.argv.includes('--s3');
 const out = (s: string) => process.stdout.write(s);
@@ -36,7 +41,7 @@ async function main(): Promise<number> {
   const reg = trackClusters();
   const store = await startStore(useS3 ? 's3' : 'file', reg, 'demo');
   try {
-    out(`walts demo: continuous archiving and restore with real PostgreSQL 15\n`);
+    out(`walts demo: base backup and point-in-time restore with real PostgreSQL 15\n`);
     out(`  store: ${store.env['WALTS_STORE']}${useS3 ? ` (embedded S3 server at ${store.env['WALTS_S3_ENDPOINT']})` : ''}\n`);
 
     const keys = await step('OpenPGP key pair for this demo (walts encrypts with the public key only)', async () => {
@@ -62,45 +67,66 @@ async function main(): Promise<number> {
     });
     await step('pgbench -i -s 10 (1 million accounts)', () => primary.pgbench(['-i', '-s', '10', '-q']));
     await primary.psql('create table demo_marker (id int primary key, note text, at timestamptz default clock_timestamp())');
-    const copy = await step('copy of the primary with pg_basebackup -X none (no WAL: it must come from the archive)', () => reg.basebackup(primary, { name: 'restored' }));
-    const bench = await step('pgbench for 8 seconds, 4 clients, while PostgreSQL archives through walts', () => primary.pgbench(['-c', '4', '-j', '2', '-T', '8', '-n']), (r) => /number of transactions actually processed: (\d+)/.exec(r.stdout)?.[1] + ' transactions');
-    if (bench.code !== 0) throw new Error(`pgbench failed: ${bench.stderr}`);
-    await primary.psql(`insert into demo_marker (id, note) select g, 'written after the copy was made' from generate_series(1, 1000) g`);
-    const expected = await snapshot(primary);
-    const archiver = await step('switch to a new WAL segment and wait until it is archived', async () => {
+
+    const backup = await step('walts backup-push while pgbench writes for 8 seconds', async () => {
+      const bench = primary.pgbench(['-c', '4', '-j', '2', '-T', '8', '-n']);
+      await sleep(1000);
+      const push = await runWalts(['backup-push', primary.dataDir, '--fast'], { ...archiveEnv, ...primary.pgEnv() }, { timeoutMs: 600_000 });
+      if (push.code !== 0) throw new Error(`backup-push failed (exit ${push.code}): ${push.stderr}`);
+      const b = await bench;
+      if (b.code !== 0) throw new Error(`pgbench failed: ${b.stderr}`);
+      return JSON.parse(push.stderr.trim().split('\n').pop() ?? '{}') as Record<string, unknown>;
+    }, (b) => `${String(b['backup'])}, ${formatBytes(Number(b['bytes_in']))} stored as ${formatBytes(Number(b['bytes_out']))}`);
+
+    const { expected, target } = await step('500 marker rows, then note the target time', async () => {
+      await primary.psql(`insert into demo_marker (id, note) select g, 'before the target' from generate_series(1, 500) g`);
+      const rows = await snapshot(primary);
+      const t = await primary.psql('select clock_timestamp()::text');
+      await sleep(1000);
+      return { expected: rows, target: t };
+    }, (r) => r.target);
+    await step('more writes after the target: pgbench for 3 seconds and 500 more marker rows', async () => {
+      await primary.pgbench(['-c', '2', '-T', '3', '-n']);
+      await primary.psql(`insert into demo_marker (id, note) select g, 'after the target' from generate_series(501, 1000) g`);
       await primary.switchWalAndWaitArchived();
-      return primary.psql(`select archived_count || ' segments archived, ' || failed_count || ' failed' from pg_stat_archiver`);
-    }, (s) => s);
+    });
+    const latest = await snapshot(primary);
+    const archiver = await primary.psql(`select archived_count || ' WAL files archived, ' || failed_count || ' failed' from pg_stat_archiver`);
     await primary.stop();
 
-    await copy.setRecovery({ restore_command: waltsCommand('wal-fetch %f %p') });
-    copy.env = restoreEnv;
-    await step(`start the copy with restore_command = 'walts wal-fetch %f %p' and replay the archive`, async () => {
+    const copy = await reg.emptyCluster({ name: 'restored', env: restoreEnv });
+    await step(`walts backup-fetch LATEST --target-time '${target}' into a new directory`, async () => {
+      const fetch = await runWalts(['backup-fetch', copy.dataDir, 'LATEST', '--target-time', target, '--target-action', 'promote'], restoreEnv, { timeoutMs: 600_000 });
+      if (fetch.code !== 0) throw new Error(`backup-fetch failed (exit ${fetch.code}): ${fetch.stderr}`);
+    });
+    await copy.prepareRestoredDataDir({ keepSourceSettings: true });
+    copy.setConf({ archive_mode: 'off' });
+    await step(`start it: PostgreSQL replays WAL through 'walts wal-fetch %f %p' up to the target`, async () => {
       await copy.start();
       await copy.waitForRecoveryEnd(300_000);
     });
     const restored = await snapshot(copy);
     const fetched = copy.log().split('\n').filter((l) => l.includes('"wal-fetch done"')).length;
 
-    out(`\n  ${'table'.padEnd(18)} ${'primary'.padEnd(30)} ${'restored'.padEnd(30)}\n`);
+    out(`\n  ${'table'.padEnd(18)} ${'primary at target'.padEnd(28)} ${'restored'.padEnd(28)} ${'same'.padEnd(5)} primary now\n`);
     let same = true;
     for (const t of TABLES) {
       const ok = expected[t] === restored[t];
       same &&= ok;
-      out(`  ${t.padEnd(18)} ${String(expected[t]).padEnd(30)} ${String(restored[t]).padEnd(30)} ${ok ? 'same' : 'DIFFERENT'}\n`);
+      out(`  ${t.padEnd(18)} ${String(expected[t]).padEnd(28)} ${String(restored[t]).padEnd(28)} ${(ok ? 'yes' : 'NO').padEnd(5)} ${latest[t]}\n`);
     }
 
     const config = loadConfig({ env: store.env, readFile: () => ({ text: '', mode: 0o600 }) });
     const storage = openStorage(config.store);
     let objects = 0;
     let stored = 0;
-    for await (const o of storage.list('walts_v1/wal/')) {
+    for await (const o of storage.list('walts_v1/')) {
       objects++;
       stored += o.size;
     }
     await storage.close();
-    out(`\n  archive: ${objects} WAL objects, ${(stored / 2 ** 20).toFixed(1)} MiB stored (LZ4 + OpenPGP); primary: ${archiver}; restore fetched ${fetched} files\n`);
-    out(same ? '  result: the restored cluster holds exactly the primary’s data.\n' : '  result: MISMATCH between primary and restored cluster.\n');
+    out(`\n  store: ${objects} objects, ${formatBytes(stored)} (LZ4 + OpenPGP); primary: ${archiver}; the restore fetched ${fetched} WAL files\n`);
+    out(same ? '  result: the restored cluster holds exactly what the primary held at the target time.\n' : '  result: MISMATCH between the primary at the target and the restored cluster.\n');
     return same ? 0 : 1;
   } catch (err) {
     out(`FAILED\n${(err as Error).stack ?? String(err)}\n`);
