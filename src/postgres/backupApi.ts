@@ -220,7 +220,7 @@ export async function stopBackup(session: PgSession, opts: BackupStopOptions): P
       clock_timestamp() as t,
       pg_is_in_recovery() as in_recovery,
       case when pg_is_in_recovery() then (select min_recovery_end_timeline from pg_control_recovery()) end as recovery_tli,
-      case when pg_is_in_recovery() then null else pg_walfile_name(s.lsn) end as walfile
+      case when pg_is_in_recovery() then null else ${v >= 100000 ? 'pg_walfile_name' : 'pg_xlogfile_name'}(s.lsn) end as walfile
     from ${fn} s`;
   const what = v >= 150000 ? 'pg_backup_stop' : 'pg_stop_backup';
   let row: { lsn: string; labelfile: Buffer | null; spcmapfile: Buffer | null; t: Date; in_recovery: boolean; recovery_tli: number | null; walfile: string | null };
