@@ -8,6 +8,7 @@ import yargs from 'yargs';
 import { backupFetchCommand } from './cli/backupFetch';
 import { backupListCommand, backupShowCommand } from './cli/backupList';
 import { backupPushCommand } from './cli/backupPush';
+import { deleteCommand } from './cli/delete';
 import { walFetchCommand } from './cli/walFetch';
 import { walPushCommand } from './cli/walPush';
 import { ENVIRONMENT_HELP, GLOBAL_OPTIONS } from './cli/options';
@@ -50,6 +51,7 @@ export async function main(args: readonly string[]): Promise<MainResult> {
       .command(backupListCommand)
       .command(backupShowCommand)
       .command(backupFetchCommand)
+      .command(deleteCommand)
       .middleware((argv) => {
         command = String(argv._[0] ?? '');
       }, true)

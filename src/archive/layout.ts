@@ -51,6 +51,7 @@ export function parseWalKey(key: string): { name: WalFileName; codecs: string[] 
  *   walts_v1/basebackups/<name>/part_00001.tar<codecs>          size-bounded tar volumes
  *   walts_v1/basebackups/<name>/manifest.jsonl<codecs>          every file: path, size, mode, SHA-256
  *   walts_v1/basebackups/<name>/sentinel.json                   completion record, written last
+ *   walts_v1/basebackups/<name>/deleting.json                   tombstone while `delete` removes it
  *
  * No sentinel, no backup. The sentinel sits inside the backup's folder (not beside it as
  * `<name>.json`): some S3-compatible servers list `P/x` and `P.json` out of order.
@@ -74,16 +75,18 @@ export function backupDir(name: string): string {
 
 export const backupKeys = {
   started: (name: string) => `${backupDir(name)}/started.json`,
+  /** Written by `delete` before it removes anything of the backup: an interrupted delete is resumed. */
+  deleting: (name: string) => `${backupDir(name)}/deleting.json`,
   sentinel: (name: string) => `${backupDir(name)}/sentinel.json`,
   manifest: (name: string, codecSuffix: string) => `${backupDir(name)}/manifest.jsonl${codecSuffix}`,
   volume: (name: string, index: number, codecSuffix: string) => `${backupDir(name)}/part_${String(index).padStart(5, '0')}.tar${codecSuffix}`,
 };
 
 /** The backup a key belongs to, and which part of it the key is. */
-export function parseBackupKey(key: string): { name: string; part: 'started' | 'sentinel' | 'manifest' | 'volume' | 'other' } | undefined {
+export function parseBackupKey(key: string): { name: string; part: 'started' | 'deleting' | 'sentinel' | 'manifest' | 'volume' | 'other' } | undefined {
   if (!key.startsWith(`${BACKUP_ROOT}/`)) return undefined;
   const [name, file, ...rest] = key.slice(BACKUP_ROOT.length + 1).split('/');
   if (!name || !isBackupName(name) || !file || rest.length > 0) return undefined;
-  const part = file === 'started.json' ? 'started' : file === 'sentinel.json' ? 'sentinel' : file.startsWith('manifest.jsonl') ? 'manifest' : /^part_\d{5}\.tar/.test(file) ? 'volume' : 'other';
+  const part = file === 'started.json' ? 'started' : file === 'deleting.json' ? 'deleting' : file === 'sentinel.json' ? 'sentinel' : file.startsWith('manifest.jsonl') ? 'manifest' : /^part_\d{5}\.tar/.test(file) ? 'volume' : 'other';
   return { name, part };
 }

@@ -1,0 +1,31 @@
+/** delete: plans retention from what the store holds, and applies it only with --confirm. */
+import type { Deps } from '../deps';
+import { NotFoundError } from '../errors';
+import { applyRetention, readRetentionInput } from '../retention/apply';
+import { planRetention, type RetentionPlan, type RetentionRule } from '../retention/policy';
+
+export interface DeleteArgs {
+  readonly rule: RetentionRule;
+  readonly confirm: boolean;
+  readonly leftoverAgeMs: number;
+  readonly signal?: AbortSignal;
+}
+
+export interface DeleteResult {
+  readonly plan: RetentionPlan;
+  readonly deletedKeys: number;
+}
+
+export async function deleteOp(deps: Deps, args: DeleteArgs): Promise<DeleteResult> {
+  const input = await readRetentionInput(deps.storage, { nowMs: deps.now().getTime(), leftoverAgeMs: args.leftoverAgeMs, signal: args.signal });
+  if (args.rule.kind === 'before-backup' && !input.backups.some((b) => b.name === (args.rule as { name: string }).name)) {
+    throw new NotFoundError(`backup ${args.rule.name} does not exist (or never completed) in ${deps.storage.description}`);
+  }
+  const plan = planRetention(input, args.rule);
+  if (!args.confirm) return { plan, deletedKeys: 0 };
+  const deletedKeys = await applyRetention(deps.storage, plan, {
+    signal: args.signal,
+    onProgress: (e) => deps.log.debug(e, 'deleted'),
+  });
+  return { plan, deletedKeys };
+}
