@@ -63,7 +63,13 @@ export class Extractor {
   async finish(): Promise<void> {
     const missing = [...this.#expected.values()].flatMap((m) => [...m.keys()]);
     if (missing.length > 0) throw new IntegrityError(`the backup's volumes lack ${missing.length} file(s) listed in its manifest, e.g. ${missing.slice(0, 3).join(', ')}`);
-    for (const link of this.#links) await fsp.symlink(link.target, this.target(link.path));
+    for (const link of this.#links) {
+      await fsp.symlink(link.target, this.target(link.path)).catch((err: NodeJS.ErrnoException) => {
+        // Only a crafted archive has a symlink where it also put a directory or file (e.g. `link` then `link/x`).
+        if (err.code === 'EEXIST') throw new IntegrityError(`${link.path}: the backup holds a symlink at a path that other entries already use; refusing it`);
+        throw err;
+      });
+    }
     for (const [oid, dir] of this.tablespaceDirs) await fsp.symlink(dir, join(this.dest, 'pg_tblspc', String(oid)));
     await fsp.rename(join(this.dest, PENDING_CONTROL), join(this.dest, PG_CONTROL));
   }
@@ -99,12 +105,13 @@ export class Extractor {
 
   private async mkdir(dir: string, mode: number, parentsOnly = false): Promise<void> {
     const created = await fsp.mkdir(dir, { recursive: true, mode: dirMode(mode) });
+    // Everything under the target is created by this extractor: a symlink here would be an escape.
+    // Checked before chmod/chown, which would follow it.
+    if ((await fsp.lstat(dir)).isSymbolicLink()) throw new IntegrityError(`${dir} is a symlink; refusing to write through it`);
     if (!parentsOnly || created) {
       await fsp.chmod(dir, dirMode(mode));
       if (this.#owner) await fsp.chown(dir, this.#owner.uid, this.#owner.gid);
     }
-    // Everything under the target is created by this extractor: a symlink here would be an escape.
-    if ((await fsp.lstat(dir)).isSymbolicLink()) throw new IntegrityError(`${dir} is a symlink; refusing to write through it`);
   }
 }
 

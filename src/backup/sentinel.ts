@@ -68,6 +68,7 @@ export function parseSentinel(text: string, key: string): BackupSentinel {
   } catch (err) {
     throw new IntegrityError(`${key} is not valid JSON (${(err as Error).message})`);
   }
+  if (typeof s !== 'object' || s === null) throw new IntegrityError(`${key} is not a walts format-${SENTINEL_FORMAT} backup sentinel (not a JSON object)`);
   const required: (keyof BackupSentinel)[] = ['name', 'start_lsn', 'stop_lsn', 'timeline', 'start_wal_file', 'stop_wal_file', 'finish_time', 'volumes', 'manifest', 'backup_label'];
   const missing = required.filter((k) => s[k] === undefined || s[k] === null);
   if (s.format !== SENTINEL_FORMAT || missing.length > 0) {

@@ -38,7 +38,7 @@ export const deleteCommand: CommandModule<object, Args> = {
       .command({
         command: 'retain <count>',
         describe: 'keep the <count> newest complete backups',
-        builder: (yy) => shared(yy).positional('count', { type: 'number', demandOption: true }).example('walts delete retain 8 --confirm', 'daily, from cron') as never,
+        builder: (yy: Argv<object>) => shared(yy).positional('count', { type: 'number', demandOption: true }).example('walts delete retain 8 --confirm', 'daily, from cron') as never,
         handler: (argv: Args) => run(argv, () => {
           const n = Number(argv.count);
           if (!Number.isInteger(n) || n < 1) throw new UsageError(`retain needs a whole number of backups, at least 1, got ${JSON.stringify(argv.count)}`);
@@ -48,7 +48,7 @@ export const deleteCommand: CommandModule<object, Args> = {
       .command({
         command: 'before <target>',
         describe: 'delete the backups older than backup <target>, or finished before time <target>',
-        builder: (yy) =>
+        builder: (yy: Argv<object>) =>
           shared(yy)
             .positional('target', { type: 'string', demandOption: true })
             .example('walts delete before base_000000010000000000000042_00000028 --confirm', '')
@@ -58,7 +58,7 @@ export const deleteCommand: CommandModule<object, Args> = {
       .command({
         command: 'everything',
         describe: 'delete every backup and all WAL in the store',
-        builder: (yy) => shared(yy) as never,
+        builder: (yy: Argv<object>) => shared(yy) as never,
         handler: (argv: Args) => run(argv, () => ({ kind: 'everything' })),
       } as never)
       .demandCommand(1, 'name a rule: retain <count>, before <name|time> or everything') as never,
