@@ -9,6 +9,7 @@ import { backupFetchCommand } from './cli/backupFetch';
 import { backupListCommand, backupShowCommand } from './cli/backupList';
 import { backupPushCommand } from './cli/backupPush';
 import { deleteCommand } from './cli/delete';
+import { verifyCommand } from './cli/verify';
 import { walFetchCommand } from './cli/walFetch';
 import { walPushCommand } from './cli/walPush';
 import { ENVIRONMENT_HELP, GLOBAL_OPTIONS } from './cli/options';
@@ -52,6 +53,7 @@ export async function main(args: readonly string[]): Promise<MainResult> {
       .command(backupShowCommand)
       .command(backupFetchCommand)
       .command(deleteCommand)
+      .command(verifyCommand)
       .middleware((argv) => {
         command = String(argv._[0] ?? '');
       }, true)

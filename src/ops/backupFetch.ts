@@ -10,12 +10,12 @@ import { Readable } from 'node:stream';
 import { findBackup, listBackups, mapLimit } from '../archive/catalog';
 import { Extractor } from '../backup/extract';
 import { checkBackupReachesTime, checkRecoveryTarget, chooseForTargetTime, recoverySettings, type RecoveryTarget } from '../backup/recovery';
-import type { BackupSentinel, StoredPart } from '../backup/sentinel';
+import type { BackupSentinel } from '../backup/sentinel';
 import type { ManifestEntry } from '../backup/volumes';
 import type { Deps } from '../deps';
-import { IntegrityError, UsageError, WaltsError } from '../errors';
-import { splitCodecSuffix } from '../codec/chain';
-import { DigestStream, pipeStages, readAll } from '../util/streams';
+import { UsageError } from '../errors';
+import { readAll } from '../util/streams';
+import { readPart } from '../archive/parts';
 
 export interface BackupFetchArgs {
   readonly dest: string;
@@ -109,30 +109,6 @@ async function readManifest(deps: Deps, backup: BackupSentinel, signal?: AbortSi
   });
   const lines = text.split('\n').filter((l) => l !== '');
   return lines.slice(1).map((l) => JSON.parse(l) as ManifestEntry);
-}
-
-/**
- * Downloads and decodes one stored part, handing the plain stream to `consume`, then checks the
- * stored size and the plain SHA-256 recorded in the sentinel: a truncated or altered object fails.
- */
-async function readPart(deps: Deps, part: StoredPart, signal: AbortSignal | undefined, consume: (plain: AsyncIterable<Buffer>) => Promise<void>): Promise<void> {
-  const obj = await deps.storage.get(part.key, { signal });
-  const codecs = splitCodecSuffix(part.key.slice(part.key.lastIndexOf('/') + 1)).codecs;
-  const stored = new DigestStream();
-  const plain = new DigestStream();
-  // Volumes stream through decryption: every file is checked against the manifest, the whole volume
-  // against the sentinel, and pg_control only goes in place after all of that passed.
-  const decoders = deps.codecs.decoders(codecs, { unauthenticatedStream: true });
-  try {
-    await pipeStages([obj.body, stored, ...decoders, plain, async (s: AsyncIterable<Buffer>) => consume(s)], signal);
-  } catch (err) {
-    if (err instanceof WaltsError && err.kind !== 'integrity' && err.kind !== 'crypto') throw err;
-    if ((err as Error).name === 'AbortError') throw err;
-    throw new IntegrityError(`${part.key}: ${(err as Error).message}`, { cause: err });
-  }
-  if (stored.bytes !== part.stored_size || plain.bytes !== part.size || plain.digest() !== part.sha256) {
-    throw new IntegrityError(`${part.key}: stored object does not match the backup's record (size or SHA-256 differs): the backup is damaged`);
-  }
 }
 
 /** PostgreSQL recreates tablespace links from tablespace_map at recovery start: it must name the new places. */

@@ -22,7 +22,9 @@ export async function readRetentionInput(storage: Storage, options: { nowMs: num
   const folders = new Map<string, { keys: string[]; parts: Set<string>; lastModifiedMs: number }>();
   const wal: WalObject[] = [];
   const otherKeys: string[] = [];
+  const sizes = new Map<string, number>();
   for await (const o of storage.list(`${ROOT}/`, { signal: options.signal })) {
+    sizes.set(o.key, o.size);
     const b = parseBackupKey(o.key);
     if (b) {
       let f = folders.get(b.name);
@@ -56,6 +58,7 @@ export async function readRetentionInput(storage: Storage, options: { nowMs: num
     unfinished,
     wal,
     otherKeys,
+    sizes,
     nowMs: options.nowMs,
     leftoverAgeMs: options.leftoverAgeMs,
   };

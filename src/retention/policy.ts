@@ -48,6 +48,8 @@ export interface RetentionInput {
   readonly wal: readonly WalObject[];
   /** Other keys under the layout root that `everything` removes (cluster.json, probes). */
   readonly otherKeys: readonly string[];
+  /** Size in the store of every key listed. */
+  readonly sizes: ReadonlyMap<string, number>;
   readonly nowMs: number;
   readonly leftoverAgeMs: number;
 }

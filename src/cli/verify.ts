@@ -1,0 +1,53 @@
+import type { CommandModule } from 'yargs';
+import { IntegrityError } from '../errors';
+import { verify, type VerifyReport } from '../ops/verify';
+import { table } from './format';
+import { runCommand } from './run';
+
+interface Args {
+  json?: boolean;
+  deep?: boolean;
+  'leftover-age': number;
+  parallel: number;
+}
+
+export const verifyCommand: CommandModule<object, Args> = {
+  command: 'verify',
+  describe: 'check that every backup is complete and its WAL continuous (--deep: and every digest)',
+  builder: (y) =>
+    y
+      .option('json', { type: 'boolean', describe: 'the report as JSON' })
+      .option('deep', { type: 'boolean', describe: 'download and check the SHA-256 of every backup part and WAL file (needs the private key)' })
+      .option('leftover-age', { type: 'number', default: 24, describe: 'hours after which a backup without sentinel is reported as a leftover' })
+      .option('parallel', { type: 'number', default: 4, describe: 'objects downloaded at once with --deep' })
+      .example('walts verify', 'after each nightly backup, from the same timer')
+      .example('walts verify --deep --json', 'weekly, on a host with the private key')
+      .epilogue(
+        `Checks every complete backup: all its parts exist with the sizes its sentinel records, and the WAL
+from its start segment to the newest archived segment is continuous, following timeline switches
+(.history files). Gaps are named. Leftovers of failed backups and WAL older than every backup are
+reported as orphans (they do not fail the check).
+Exit status: 0 everything holds; 3 problems found (listed); 2 configuration error; 4 store unavailable.`,
+      ) as never,
+  handler: (argv) =>
+    runCommand('verify', argv, async ({ deps, signal }) => {
+      const report = await verify(deps, { deep: argv.deep === true, leftoverAgeMs: argv['leftover-age'] * 3_600_000, parallel: Math.max(1, Math.floor(argv.parallel)), signal });
+      process.stdout.write(argv.json ? JSON.stringify(report, null, 2) + '\n' : textReport(report));
+      if (!report.ok) {
+        const n = report.problems.length + report.backups.reduce((k, b) => k + b.problems.length, 0);
+        throw new IntegrityError(`verify found ${n} problem(s)`);
+      }
+      return { backups: report.backups.length, wal_objects: report.wal_objects, deep: report.deep, orphans: report.orphans.length };
+    }),
+};
+
+function textReport(r: VerifyReport): string {
+  const lines: string[] = [];
+  if (r.backups.length === 0) lines.push('no complete backup in the store');
+  else lines.push(table([['backup', 'tli', 'wal_from', 'wal_to', 'segments', 'status'], ...r.backups.map((b) => [b.name, String(b.timeline), b.wal_from, b.wal_to ?? '-', String(b.wal_segments), b.problems.length === 0 ? 'ok' : 'PROBLEMS'])]).trimEnd());
+  for (const b of r.backups) for (const p of b.problems) lines.push(`problem: ${b.name}: ${p}`);
+  for (const p of r.problems) lines.push(`problem: ${p}`);
+  for (const o of r.orphans) lines.push(`orphan: ${o}`);
+  lines.push(r.ok ? `ok: ${r.backups.length} backup(s) restorable to the newest archived WAL${r.deep ? ', every digest checked' : ''}` : 'FAILED: see the problems above', '');
+  return lines.join('\n');
+}
