@@ -57,13 +57,7 @@ export async function* walkDataDirectory(pgdata: string, options: WalkOptions): 
 }
 
 async function* walkDir(dir: string, rel: string, options: WalkOptions, topLevel: boolean): AsyncGenerator<WalkEntry> {
-  let names: string[];
-  try {
-    names = (await fsp.readdir(dir)).sort();
-  } catch (err) {
-    if (isGone(err)) return;
-    throw err;
-  }
+  const names = await readdirSorted(dir);
   const unlogged = unloggedRelations(names);
   for (const name of names) {
     const path = rel ? `${rel}/${name}` : name;
@@ -91,13 +85,7 @@ async function* walkTablespace(path: string, location: string, options: WalkOpti
   const root = await entryFor(location, path);
   if (!root || root.type !== 'directory') return;
   yield { ...root, type: 'directory' };
-  let names: string[];
-  try {
-    names = (await fsp.readdir(location)).sort();
-  } catch (err) {
-    if (isGone(err)) return;
-    throw err;
-  }
+  const names = await readdirSorted(location);
   for (const name of names.filter((n) => n.startsWith(`PG_${options.pgMajor}_`))) {
     const entry = await entryFor(join(location, name), `${path}/${name}`);
     if (entry?.type !== 'directory') continue;
@@ -145,6 +133,16 @@ async function entryFor(source: string, path: string): Promise<WalkEntry | undef
     return { ...base, type: 'symlink', size: 0, linkTarget: await fsp.readlink(source) };
   }
   return undefined; // sockets, FIFOs, devices have no place in a backup
+}
+
+/** Sorted names in a directory; none when the directory vanished meanwhile. */
+async function readdirSorted(dir: string): Promise<string[]> {
+  try {
+    return (await fsp.readdir(dir)).sort();
+  } catch (err) {
+    if (isGone(err)) return [];
+    throw err;
+  }
 }
 
 function isGone(err: unknown): boolean {
