@@ -2,7 +2,7 @@
  * Recovery settings a restored data directory gets (PostgreSQL 12+: `recovery.signal` plus settings
  * in `postgresql.auto.conf`), and the choice of base backup for a target. Pure.
  */
-import { UsageError } from '../errors';
+import { NotFoundError, UsageError } from '../errors';
 import { parsePgTimestamp } from '../postgres/timestamp';
 import { parseLsn } from '../postgres/walName';
 import type { BackupSentinel } from './sentinel';
@@ -65,13 +65,10 @@ export function chooseForTargetTime(backups: readonly BackupSentinel[], targetTi
   if (!target) throw new UsageError(`--target-time: ${JSON.stringify(targetTime)} is not a timestamp`);
   const eligible = backups.filter((b) => Date.parse(b.finish_time) <= target.epochMs);
   const chosen = eligible[eligible.length - 1];
+  const oldest = backups[0];
+  if (!oldest) throw new NotFoundError('there is no complete backup to restore');
   if (!chosen) {
-    const oldest = backups[0];
-    throw new UsageError(
-      oldest
-        ? `--target-time ${targetTime} is before the end of the oldest backup (${oldest.name}, finished ${oldest.finish_time}); no backup can reach it`
-        : 'there is no complete backup to restore',
-    );
+    throw new UsageError(`--target-time ${targetTime} is before the end of the oldest backup (${oldest.name}, finished ${oldest.finish_time}); no backup can reach it`);
   }
   return chosen;
 }

@@ -17,6 +17,7 @@ const TMP_PREFIX = '.tmp.';
  */
 export class FsStorage implements Storage {
   readonly conditionalCreate = 'enforced' as const;
+  #owner: Promise<{ uid: number; gid: number } | undefined> | undefined;
   readonly description: string;
 
   constructor(readonly root: string) {
@@ -27,13 +28,14 @@ export class FsStorage implements Storage {
     assertValidKey(key);
     const path = this.path(key);
     const dir = dirname(path);
-    await this.io(`create directory for ${key}`, () => fsp.mkdir(dir, { recursive: true, mode: 0o700 }));
+    const owner = await this.owner();
+    await this.io(`create directory for ${key}`, () => this.mkdirs(dir, owner));
     const objTmp = tempName(path);
     const metaTmp = options.metadata ? tempName(path + META_SUFFIX) : undefined;
     try {
       await this.io(`write ${key}`, async () => {
-        await writeDurably(objTmp, body, options.signal);
-        if (metaTmp) await writeDurably(metaTmp, Buffer.from(JSON.stringify(options.metadata)), options.signal);
+        await writeDurably(objTmp, body, options.signal, owner);
+        if (metaTmp) await writeDurably(metaTmp, Buffer.from(JSON.stringify(options.metadata)), options.signal, owner);
       });
       if (options.ifAbsent && (await exists(path))) throw new ObjectExistsError(key);
       await this.io(`publish ${key}`, async () => {
@@ -131,6 +133,26 @@ export class FsStorage implements Storage {
     }
   }
 
+  /**
+   * Run as root (an operator running backup-push or delete by hand), walts gives what it creates to
+   * the owner of the store directory, so that the archiver (the postgres user) can still write there.
+   */
+  private async owner(): Promise<{ uid: number; gid: number } | undefined> {
+    if (process.getuid?.() !== 0) return undefined;
+    this.#owner ??= fsp.stat(this.root).then(
+      (st) => (st.uid === 0 ? undefined : { uid: st.uid, gid: st.gid }),
+      () => undefined,
+    );
+    return this.#owner;
+  }
+
+  private async mkdirs(dir: string, owner: { uid: number; gid: number } | undefined): Promise<void> {
+    const first = await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
+    if (!first || !owner) return;
+    // Every directory mkdir created, from the first one down to `dir`.
+    for (let d = dir; d.length >= first.length; d = dirname(d)) await fsp.chown(d, owner.uid, owner.gid);
+  }
+
   private path(key: string): string {
     return join(this.root, ...key.split('/'));
   }
@@ -171,9 +193,10 @@ function tempName(path: string): string {
   return join(dirname(path), `${TMP_PREFIX}${randomBytes(6).toString('hex')}.${path.slice(dirname(path).length + 1)}`);
 }
 
-async function writeDurably(path: string, body: Buffer | Readable, signal?: AbortSignal): Promise<void> {
+async function writeDurably(path: string, body: Buffer | Readable, signal?: AbortSignal, owner?: { uid: number; gid: number }): Promise<void> {
   const handle = await fsp.open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
   try {
+    if (owner) await handle.chown(owner.uid, owner.gid);
     if (Buffer.isBuffer(body)) {
       await handle.writeFile(body, { signal });
     } else {

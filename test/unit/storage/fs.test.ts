@@ -59,4 +59,15 @@ describe('FsStorage specifics', () => {
     expect(JSON.parse(await readFile(join(dir, 'x.meta.json'), 'utf8'))).toEqual({ a: 'b' });
     expect((await readAll((await s.get('x')).body)).toString()).toBe('x');
   }, T);
+
+  // An operator running walts as root must not lock the archiver (the store owner) out of the store.
+  (process.getuid?.() === 0 ? it : it.skip)('run as root, gives what it creates to the owner of the store directory', async () => {
+    const { chown, stat } = await import('node:fs/promises');
+    await chown(dir, 65534, 65534);
+    const owned = new FsStorage(dir);
+    await owned.put('walts_v1/wal/0000000100000000/x', Buffer.from('x'), { metadata: { a: 'b' } });
+    for (const p of ['walts_v1', 'walts_v1/wal', 'walts_v1/wal/0000000100000000', 'walts_v1/wal/0000000100000000/x', 'walts_v1/wal/0000000100000000/x.meta.json']) {
+      expect({ p, uid: (await stat(join(dir, p))).uid }).toEqual({ p, uid: 65534 });
+    }
+  }, T);
 });
