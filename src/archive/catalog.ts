@@ -10,12 +10,16 @@ import { BACKUP_ROOT, backupKeys, isBackupName, parseBackupKey } from './layout'
 
 /** Every complete backup, oldest first (by start LSN). */
 export async function listBackups(storage: Storage, signal?: AbortSignal): Promise<BackupSentinel[]> {
-  const names: string[] = [];
+  const names = new Set<string>();
+  const deleting = new Set<string>();
   for await (const o of storage.list(`${BACKUP_ROOT}/`, { signal })) {
     const parsed = parseBackupKey(o.key);
-    if (parsed?.part === 'sentinel') names.push(parsed.name);
+    if (parsed?.part === 'sentinel') names.add(parsed.name);
+    if (parsed?.part === 'deleting') deleting.add(parsed.name);
   }
-  const sentinels = await mapLimit(names, 8, (name) => readSentinel(storage, name, signal));
+  // A tombstoned backup is being deleted (or a delete was interrupted): it is gone already.
+  for (const name of deleting) names.delete(name);
+  const sentinels = await mapLimit([...names], 8, (name) => readSentinel(storage, name, signal));
   return sentinels.sort(compareByStart);
 }
 

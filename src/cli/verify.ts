@@ -25,7 +25,8 @@ export const verifyCommand: CommandModule<object, Args> = {
       .epilogue(
         `Checks every complete backup: all its parts exist with the sizes its sentinel records, and the WAL
 from its start segment to the newest archived segment is continuous, following timeline switches
-(.history files). Gaps are named. Leftovers of failed backups and WAL older than every backup are
+(.history files; on an encrypted store reading them needs the private key once a timeline has
+switched). Gaps are named. Leftovers of failed backups and WAL older than every backup are
 reported as orphans (they do not fail the check).
 Exit status: 0 everything holds; 3 problems found (listed); 2 configuration error; 4 store unavailable.`,
       ) as never,

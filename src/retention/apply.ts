@@ -92,7 +92,10 @@ export async function applyRetention(storage: Storage, plan: RetentionPlan, opti
     if (b.keys.includes(sentinel)) await storage.delete([sentinel], { signal: options.signal });
     const parts = b.keys.filter((k) => k !== sentinel && k !== started && k !== tombstone);
     await deleteBatches(storage, parts, options.signal);
-    await storage.delete([started, tombstone], { signal: options.signal });
+    // Marker before tombstone, in two calls: a folder never ends up with a marker and no tombstone,
+    // which would look like a backup in progress and hold WAL back until the leftover age.
+    await storage.delete([started], { signal: options.signal });
+    await storage.delete([tombstone], { signal: options.signal });
     deleted += b.keys.length;
     options.onProgress?.({ what: 'backup', name: b.name, deleted });
   }

@@ -52,7 +52,7 @@ export interface ChainCheck {
 /** Checks the chain from `startWalFile` (a backup's first segment) to the newest archived segment. */
 export function checkChain(input: ChainInput, startWalFile: string): ChainCheck {
   const start = parseSegmentName(startWalFile, input.segmentSize);
-  const target = newestDescendant(input, start.timeline);
+  const target = newestDescendant(input, start.timeline, start.segNo);
   const path = timelinePath(input, target); // [{timeline, endSeg (exclusive) | undefined}], oldest first
   const missingHistory = target > 1 && !input.histories.has(target) ? [target] : [];
   const fromIndex = path.findIndex((p) => p.timeline === start.timeline);
@@ -74,14 +74,19 @@ export function checkChain(input: ChainInput, startWalFile: string): ChainCheck 
   return { targetTimeline: target, newest, expected, missing, missingHistory };
 }
 
-/** The highest timeline whose history descends from `timeline` (or `timeline` itself). */
-function newestDescendant(input: ChainInput, timeline: number): number {
+/**
+ * The highest timeline whose history descends from `timeline` at or after segment `fromSeg` (or
+ * `timeline` itself). A timeline that forked off before the backup started is not reachable from it:
+ * the backup is on a dead-end branch of that fork, and its WAL stays on its own timeline.
+ */
+function newestDescendant(input: ChainInput, timeline: number, fromSeg: number): number {
   const all = new Set<number>([...input.segments.keys(), ...input.histories.keys()]);
+  const size = BigInt(input.segmentSize);
   let best = timeline;
   for (const t of all) {
     if (t <= best) continue;
     const history = input.histories.get(t);
-    if (history?.some((h) => h.timeline === timeline)) best = t;
+    if (history?.some((h) => h.timeline === timeline && Number(h.switchLsn / size) >= fromSeg)) best = t;
   }
   return best;
 }

@@ -20,10 +20,13 @@ import { assertValidKey, type ObjectInfo, type PutOptions, type Storage, type St
 /** Largest stream of known size sent as one PutObject (no buffering); above it, or unknown: multipart. */
 export const SINGLE_PUT_MAX = 64 * 1024 * 1024;
 /**
- * Multipart part size. Memory is about (QUEUE_SIZE + 1) × PART_SIZE per upload; 16 MiB × 10,000 parts
- * allows 156 GiB for a stream of unknown size, far above a backup volume. A known size picks larger parts.
+ * Multipart part size. Memory is about (QUEUE_SIZE + 1) × PART_SIZE per upload; 8 MiB × 10,000 parts
+ * allows 78 GiB for a stream of unknown size, far above a backup volume (about 1 GiB plus at most one
+ * 1 GiB relation file). Measured with scripts/bench-memory.ts: 16 MiB parts put backup-push of
+ * incompressible data over 256 MiB RSS on S3 (251-273 MiB); 8 MiB parts 221-249 MiB, at the same speed.
+ * A known size picks larger parts.
  */
-const PART_SIZE = 16 * 1024 * 1024;
+const PART_SIZE = 8 * 1024 * 1024;
 const QUEUE_SIZE = 2;
 const MAX_PARTS = 10_000;
 /** DeleteObjects accepts at most 1000 keys per request. */

@@ -9,6 +9,8 @@ import type { AddressInfo, Socket } from 'node:net';
 interface Match {
   /** How many matching requests the fault applies to (default 1). */
   times?: number;
+  /** How many matching requests pass through untouched before the fault applies (default 0). */
+  skip?: number;
   method?: string;
   pathIncludes?: string;
 }
@@ -46,7 +48,7 @@ const DEFAULT_CODES: Record<number, string> = {
 };
 
 export async function startFaultProxy(target: { host: string; port: number }): Promise<FaultProxy> {
-  const queue: Array<Fault & { left: number }> = [];
+  const queue: Array<Fault & { left: number; skipLeft: number }> = [];
   const requests: FaultProxy['requests'] = [];
   const sockets = new Set<Socket>();
   const agent = new Agent({ keepAlive: true });
@@ -57,6 +59,10 @@ export async function startFaultProxy(target: { host: string; port: number }): P
     );
     const fault = queue[i];
     if (!fault) return undefined;
+    if (fault.skipLeft > 0) {
+      fault.skipLeft--;
+      return undefined;
+    }
     if (--fault.left <= 0) queue.splice(i, 1);
     return fault;
   };
@@ -139,7 +145,7 @@ export async function startFaultProxy(target: { host: string; port: number }): P
     endpoint: `http://127.0.0.1:${port}`,
     requests,
     inject(fault) {
-      queue.push({ ...fault, left: fault.times ?? 1 });
+      queue.push({ ...fault, left: fault.times ?? 1, skipLeft: fault.skip ?? 0 });
     },
     clear() {
       queue.length = 0;
