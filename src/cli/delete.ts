@@ -10,7 +10,7 @@ interface Args {
   confirm?: boolean;
   json?: boolean;
   'leftover-age': number;
-  count?: number;
+  count?: string;
   target?: string;
 }
 
@@ -38,9 +38,9 @@ export const deleteCommand: CommandModule<object, Args> = {
       .command({
         command: 'retain <count>',
         describe: 'keep the <count> newest complete backups',
-        builder: (yy: Argv<object>) => shared(yy).positional('count', { type: 'number', demandOption: true }).example('walts delete retain 8 --confirm', 'daily, from cron') as never,
+        builder: (yy: Argv<object>) => shared(yy).positional('count', { type: 'string', demandOption: true }).example('walts delete retain 8 --confirm', 'daily, from cron') as never,
         handler: (argv: Args) => run(argv, () => {
-          const n = Number(argv.count);
+          const n = /^\d+$/.test(String(argv.count)) ? Number(argv.count) : NaN;
           if (!Number.isInteger(n) || n < 1) throw new UsageError(`retain needs a whole number of backups, at least 1, got ${JSON.stringify(argv.count)}`);
           return { kind: 'retain', count: n };
         }),
