@@ -5,7 +5,8 @@
  */
 import { listBackups } from '../../../src/archive/catalog';
 import { backupKeys, backupName, CLUSTER_KEY, walKey } from '../../../src/archive/layout';
-import { SENTINEL_FORMAT, type BackupSentinel } from '../../../src/backup/sentinel';
+import type { BackupSentinel } from '../../../src/backup/sentinel';
+import { fakeSentinel } from '../../helpers/sentinel';
 import { parseSegmentName, parseWalFileName, segmentName } from '../../../src/postgres/walName';
 import { applyRetention, readRetentionInput } from '../../../src/retention/apply';
 import { planRetention, type RetentionRule } from '../../../src/retention/policy';
@@ -38,37 +39,7 @@ function addBackup(store: MemoryStorage, tl: number, n: number, opts: { finish: 
   });
   const mkey = backupKeys.manifest(name, '.lz4');
   put(store, mkey, `manifest of ${name}`, age);
-  const lsn = `${Math.floor((n * SEG) / 2 ** 32).toString(16).toUpperCase()}/${((n * SEG) % 2 ** 32 + 0x28).toString(16).toUpperCase()}`;
-  const sentinel: BackupSentinel = {
-    format: SENTINEL_FORMAT,
-    name,
-    label: 'walts backup',
-    walts_version: 'test',
-    system_identifier: '7301234567890123456',
-    pg_version: '15.8',
-    pg_version_num: 150008,
-    timeline: tl,
-    start_lsn: lsn,
-    stop_lsn: lsn,
-    start_wal_file: start,
-    stop_wal_file: seg(tl, n + 1),
-    start_time: opts.finish,
-    finish_time: opts.finish,
-    wal_segment_size: SEG,
-    data_checksums: true,
-    from_standby: false,
-    hostname: 'db1',
-    data_directory: '/pg',
-    file_count: 1,
-    data_size: 100,
-    stored_size: 1,
-    codecs: ['lz4'],
-    volumes,
-    manifest: { key: mkey, stored_size: store.objects.get(mkey)!.data.length, size: 100, sha256: 'b'.repeat(64) },
-    tablespaces: [],
-    backup_label: '',
-    tablespace_map: null,
-  };
+  const sentinel = fakeSentinel(tl, n, { finish: opts.finish, volumes, manifest: { key: mkey, stored_size: store.objects.get(mkey)!.data.length, size: 100, sha256: 'b'.repeat(64) } });
   put(store, backupKeys.sentinel(name), JSON.stringify(sentinel), age);
   return sentinel;
 }

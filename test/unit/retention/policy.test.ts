@@ -3,7 +3,8 @@
  * keeps, what happens to folders without a sentinel, and where the WAL cutoff falls.
  */
 import { backupKeys, backupName, walKey } from '../../../src/archive/layout';
-import { SENTINEL_FORMAT, type BackupSentinel } from '../../../src/backup/sentinel';
+import type { BackupSentinel } from '../../../src/backup/sentinel';
+import { fakeSentinel } from '../../helpers/sentinel';
 import { parseWalFileName, segmentName } from '../../../src/postgres/walName';
 import { planRetention, type RetentionInput, type RetentionPlan, type UnfinishedBackup, type WalObject } from '../../../src/retention/policy';
 
@@ -16,39 +17,9 @@ const seg = (tl: number, n: number) => segmentName({ timeline: tl, segNo: n }, S
 function backup(tl: number, n: number, finish: string): BackupSentinel {
   const start = seg(tl, n);
   const name = backupName(start, 0x28);
-  const lsn = `0/${(n * SEG + 0x28).toString(16).toUpperCase()}`;
   const volume = { key: backupKeys.volume(name, 1, '.lz4'), stored_size: 10, size: 20, sha256: 'a'.repeat(64) };
   const manifest = { key: backupKeys.manifest(name, '.lz4'), stored_size: 5, size: 9, sha256: 'b'.repeat(64) };
-  return {
-    format: SENTINEL_FORMAT,
-    name,
-    label: 'walts backup',
-    walts_version: 'test',
-    system_identifier: '7301234567890123456',
-    pg_version: '15.8',
-    pg_version_num: 150008,
-    timeline: tl,
-    start_lsn: lsn,
-    stop_lsn: lsn,
-    start_wal_file: start,
-    stop_wal_file: seg(tl, n + 1),
-    start_time: finish,
-    finish_time: finish,
-    wal_segment_size: SEG,
-    data_checksums: true,
-    from_standby: false,
-    hostname: 'db1',
-    data_directory: '/pg',
-    file_count: 1,
-    data_size: 20,
-    stored_size: 15,
-    codecs: ['lz4'],
-    volumes: [volume],
-    manifest,
-    tablespaces: [],
-    backup_label: '',
-    tablespace_map: null,
-  };
+  return fakeSentinel(tl, n, { finish, volumes: [volume], manifest });
 }
 
 function keysOf(b: BackupSentinel): string[] {
