@@ -21,7 +21,7 @@ import { manifestLines, VolumeWriter } from '../backup/volumes';
 import { walkDataDirectory } from '../backup/walk';
 import type { Deps } from '../deps';
 import { IntegrityError, UnavailableError, UsageError } from '../errors';
-import { abortBackup, startBackup, stopBackup, walArchiverStatus } from '../postgres/backupApi';
+import { abortBackup, describeArchiverStatus, startBackup, stopBackup, walArchiverStatus } from '../postgres/backupApi';
 import { connect, type PgConnectOptions, type PgSession } from '../postgres/client';
 import { nextSegment, parseLsn, parseSegmentName, parseWalFileName, segmentName } from '../postgres/walName';
 import { DigestStream, pipeStages } from '../util/streams';
@@ -197,7 +197,7 @@ async function waitForWal(deps: Deps, session: PgSession, first: string, last: s
     }
     if (Date.now() >= deadline) {
       const status = await walArchiverStatus(session).catch(() => undefined);
-      const detail = status ? ` (pg_stat_archiver: last archived ${status.lastArchivedWal ?? 'none'}, last failed ${status.lastFailedWal ?? 'none'}, ${status.failedCount} failures)` : '';
+      const detail = status ? ` (pg_stat_archiver: ${describeArchiverStatus(status)})` : '';
       throw new UnavailableError(`WAL file ${walName}, needed by this backup, did not reach the store within ${Math.round(args.archiveTimeoutMs / 1000)} s; is archive_command = 'walts wal-push %p' working?${detail}`, { transient: false });
     }
     await sleep(500);

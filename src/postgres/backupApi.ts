@@ -325,9 +325,6 @@ export async function walArchiverStatus(session: PgSession): Promise<ArchiverSta
   };
 }
 
-/** Same as walArchiverStatus (the name the design notes use). */
-export const walArchivedUpTo = walArchiverStatus;
-
 /** One line for error messages: `archive_mode=on, last archived X, last failed Y at T, N failures`. */
 export function describeArchiverStatus(s: ArchiverStatus): string {
   const failed = s.lastFailedWal ? `last failed ${s.lastFailedWal}${s.lastFailedTime ? ` at ${s.lastFailedTime}` : ''}` : 'no failures recorded';

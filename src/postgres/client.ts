@@ -39,7 +39,7 @@ import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
 import type { ConnectionOptions as TlsOptions } from 'tls';
-import { Client } from 'pg';
+import type { Client } from 'pg';
 import { ConfigError, UnavailableError, WaltsError } from '../errors';
 
 export const DEFAULT_SOCKET_DIR = '/var/run/postgresql';
@@ -484,7 +484,11 @@ async function attempt(
     passwordUsed = settings.passFile;
     return r.password;
   };
-  const client = new Client({
+  // Loaded here, not at the top: every walts command loads this module, and wal-push/wal-fetch run
+  // once per WAL segment without ever talking to the database.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { Client: PgClient } = require('pg') as typeof import('pg');
+  const client = new PgClient({
     host: t.host,
     port: t.port,
     user: settings.user,

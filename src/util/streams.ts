@@ -1,6 +1,6 @@
 import { pipeline as pipelinePromise } from 'node:stream/promises';
 import { createHash } from 'node:crypto';
-import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
 
 /** Reads a whole stream into one Buffer. Only for bodies already known to be small (bounded by the caller). */
 export async function readAll(body: Readable | AsyncIterable<Buffer>, limit = Number.MAX_SAFE_INTEGER): Promise<Buffer> {
@@ -15,9 +15,6 @@ export async function readAll(body: Readable | AsyncIterable<Buffer>, limit = Nu
   return Buffer.concat(chunks, size);
 }
 
-export function toReadable(body: Buffer | Readable): Readable {
-  return Buffer.isBuffer(body) ? Readable.from([body]) : body;
-}
 
 /**
  * A pass-through that counts bytes and computes SHA-256 of what flows through it, keeping the
@@ -46,9 +43,6 @@ export class DigestStream extends Transform {
   }
 }
 
-export function sha256Hex(data: Buffer): string {
-  return createHash('sha256').update(data).digest('hex');
-}
 
 /**
  * `stream.pipeline` over a list of stages built at run time (the codec chain varies), with an
