@@ -33,10 +33,11 @@ export async function checkTargetInArchive(deps: Deps, backup: BackupSentinel, t
     throw new UsageError(`--target-lsn ${target.lsn} is beyond the archive: ${have}; recovery could not reach it (nothing written)`);
   }
   const time = target.time !== undefined ? parsePgTimestamp(target.time) : undefined;
-  if (time && newestStored && time.epochMs > newestStored.getTime()) {
+  if (time && (!newestStored || time.epochMs > newestStored.getTime())) {
+    const newest = newestStored ? `after the newest WAL in the archive was stored (${newestStored.toISOString()})` : 'given, but the archive holds no WAL segment';
     deps.log.warn(
-      { target_time: target.time, newest_wal_stored: newestStored.toISOString() },
-      `--target-time ${target.time} is after the newest WAL in the archive was stored (${newestStored.toISOString()}): unless the origin archives more WAL first, PostgreSQL will stop with "recovery ended before configured recovery target was reached"`,
+      { target_time: target.time, newest_wal_stored: newestStored?.toISOString() ?? null },
+      `--target-time ${target.time} is ${newest}: unless the origin archives more WAL first, PostgreSQL will stop with "recovery ended before configured recovery target was reached"`,
     );
   }
 }

@@ -388,6 +388,16 @@ describe('backup-fetch of crafted backups (directory store, lz4)', () => {
       expect(existsSync(dest)).toBe(false);
     });
 
+    it('a --target-time after the newest archived WAL: a warning before anything is written, then the restore', async () => {
+      const dest = join(work, 'dest-future');
+      const r = await fetch([dest, plain.name, '--target-time', '2099-01-01 00:00:00+00']);
+      const lines = r.stderr.trim().split('\n').map((l) => JSON.parse(l) as { msg: string; level: string });
+      expect(lines[0]?.msg).toMatch(/--target-time 2099-01-01 00:00:00\+00 is given, but the archive holds no WAL segment: .*recovery ended before configured recovery target was reached/);
+      expect(lines[0]?.level).toBe('warn');
+      expect(r.code).toBe(0);
+      expect(await pgReads(dest, 'recovery_target_time')).toBe('2099-01-01 00:00:00+00');
+    });
+
     it('delete before an impossible date: exit 2', async () => {
       const r = await runWalts(['delete', 'before', '2026-02-30T00:00:00Z'], store.env);
       expect(r.stderr).toMatch(/"2026-02-30T00:00:00Z" is neither a backup name nor a time/);
