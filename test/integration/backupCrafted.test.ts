@@ -295,7 +295,8 @@ describe('backup-fetch of crafted backups (directory store, lz4)', () => {
       const b = await craft([[...BASE, { path: 'base', type: 'directory' }, { path: 'base/a', content: bigA }], [{ path: 'base/b', content: bigB }]]);
       const path = join(store.dir, b.volumes[1]!.key);
       const data = readFileSync(path);
-      data[Math.floor(data.length / 2)] ^= 0x5a;
+      const mid = Math.floor(data.length / 2);
+      data[mid] = data[mid]! ^ 0x5a;
       writeFileSync(path, data);
       const dest = join(work, 'dest-corrupt-volume');
       const r = await fetch([dest, b.name, '--parallel', '2']);
