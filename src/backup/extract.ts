@@ -57,7 +57,7 @@ export class Extractor {
       const entry = expected.get(path);
       if (!entry || entry.type !== header.type) throw new IntegrityError(`volume ${volume}: ${path} is not in the backup manifest (or has another type)`);
       expected.delete(path);
-      await localWrite(this.dest, async () => {
+      await localWrite(this.rootOf(path), async () => {
         if (header.type === 'directory') await this.mkdir(this.target(path), entry.mode);
         else await this.writeFile(path, entry, body);
       });
@@ -77,6 +77,12 @@ export class Extractor {
       }
       await fsp.rename(join(this.dest, PENDING_CONTROL), join(this.dest, PG_CONTROL));
     });
+  }
+
+  /** The directory a path is restored below (named when its disk is full). */
+  private rootOf(path: string): string {
+    const m = TABLESPACE_PATH_RE.exec(path);
+    return (m && this.tablespaceDirs.get(Number(m[1]))) || this.dest;
   }
 
   /** Where a backup path goes: into a tablespace directory or below the data directory. */

@@ -11,6 +11,8 @@
 import { promises as fsp } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { findBackup, listBackups, mapLimit } from '../archive/catalog';
+import { backupDir } from '../archive/layout';
+import { splitCodecSuffix } from '../codec/chain';
 import { checkManifest, Extractor, localWrite } from '../backup/extract';
 import { checkBackupReachesTime, checkRecoveryTarget, checkRestoreCommand, chooseForTargetTime, quote, recoverySettings, type RecoveryTarget } from '../backup/recovery';
 import type { BackupSentinel } from '../backup/sentinel';
@@ -57,6 +59,7 @@ export async function backupFetch(deps: Deps, args: BackupFetchArgs): Promise<Ba
   if (args.restoreCommand !== undefined) problems.push(...checkRestoreCommand(args.restoreCommand));
   if (problems.length > 0) throw new UsageError(problems);
   const backup = await chooseBackup(deps, args);
+  checkPartKeys(backup, args.which);
   const dest = resolve(args.dest);
   const tablespaceDirs = planTablespaces(backup, args.tablespaceMap, dest);
   await checkEmptyTarget(dest, 'the destination');
@@ -103,6 +106,24 @@ async function chooseBackup(deps: Deps, args: BackupFetchArgs): Promise<BackupSe
   return backup;
 }
 
+/**
+ * The sentinel names the objects to read: each must be this backup's own volume or manifest key
+ * (`part_00001.tar.lz4.pgp`...), never a key elsewhere (a directory store would follow `..`).
+ */
+function checkPartKeys(backup: BackupSentinel, which: string): void {
+  if (which !== 'LATEST' && backup.name !== which) throw new IntegrityError(`the sentinel of backup ${which} names another backup (${JSON.stringify(backup.name)}); refusing it`);
+  const dir = `${backupDir(backup.name)}/`;
+  const own = (key: unknown, base: string): boolean =>
+    typeof key === 'string' && key.startsWith(dir) && !key.slice(dir.length).includes('/') && splitCodecSuffix(key.slice(dir.length)).base === base;
+  const volumes = Array.isArray(backup.volumes) ? backup.volumes : [];
+  if (volumes.length === 0) throw new IntegrityError(`backup ${backup.name}: its sentinel lists no volumes`);
+  volumes.forEach((part, i) => {
+    const base = `part_${String(i + 1).padStart(5, '0')}.tar`;
+    if (!own(part?.key, base)) throw new IntegrityError(`backup ${backup.name}: volume ${i + 1} has the key ${JSON.stringify(part?.key)}, not ${dir}${base}<codecs>; refusing it`);
+  });
+  if (!own(backup.manifest?.key, 'manifest.jsonl')) throw new IntegrityError(`backup ${backup.name}: its manifest has the key ${JSON.stringify(backup.manifest?.key)}, not ${dir}manifest.jsonl<codecs>; refusing it`);
+}
+
 /** The destination (or a tablespace directory) must be absent, with an existing parent, or an empty directory. */
 async function checkEmptyTarget(dir: string, what: string): Promise<void> {
   const st = await fsp.lstat(dir).catch((err: NodeJS.ErrnoException) => {
@@ -126,7 +147,6 @@ async function checkEmptyTarget(dir: string, what: string): Promise<void> {
 
 /** Reads and checks the whole manifest (untrusted: see `checkManifest`) before anything is written. */
 async function readManifest(deps: Deps, backup: BackupSentinel, tablespaceOids: ReadonlySet<number>, signal?: AbortSignal): Promise<ManifestEntry[]> {
-  if (!Array.isArray(backup.volumes) || backup.volumes.length === 0) throw new IntegrityError(`backup ${backup.name}: its sentinel lists no volumes`);
   let text = '';
   await readPart(deps, backup.manifest, signal, async (plain) => {
     text = (await readAll(plain)).toString('utf8');

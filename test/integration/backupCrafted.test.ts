@@ -258,6 +258,17 @@ describe('backup-fetch of crafted backups (directory store, lz4)', () => {
       expectNothingOutside(dest);
     });
 
+    it('a sentinel whose volume key points elsewhere (../../..): refused before reading it', async () => {
+      const b = await craft([BASE]);
+      const forged = { ...b, volumes: [{ ...b.volumes[0]!, key: `${b.volumes[0]!.key.split('/').slice(0, 2).join('/')}/../../../../../../etc/passwd` }] };
+      await deps.storage.put(backupKeys.sentinel(b.name), Buffer.from(JSON.stringify(forged)));
+      const dest = join(work, 'dest-key');
+      const r = await fetch([dest, b.name]);
+      expect(oneLine(r.stderr)).toMatch(/volume 1 has the key .*etc\/passwd.*refusing it/);
+      expect(r.code).toBe(3);
+      expect(existsSync(dest)).toBe(false);
+    });
+
     it('a valid backup with a tablespace placed by --tablespace restores, the link made by walts', async () => {
       const b = await craft([[...BASE, { path: 'pg_tblspc', type: 'directory' }, { path: 'pg_tblspc/16400', type: 'directory' }, { path: 'pg_tblspc/16400/PG_15_202209061', type: 'directory' }, { path: 'pg_tblspc/16400/PG_15_202209061/f', content: 'ts data' }]], {
         tablespaces: [{ oid: 16400, name: 'fine', location: '/anywhere/ts' }],
