@@ -67,6 +67,12 @@ export async function backupFetch(deps: Deps, args: BackupFetchArgs): Promise<Ba
   const entries = await readManifest(deps, backup, new Set(tablespaceDirs.keys()), args.signal);
   if (args.restoreCommand !== undefined) await checkTargetInArchive(deps, backup, args.target, args.signal);
 
+  if (archiveMode === 'preserve') {
+    deps.log.warn(
+      { archive_mode: 'preserve' },
+      "archive_mode preserved: the restored server archives with the origin's archive_command, into the origin's archive unless its WALTS_STORE points at a new prefix; change that before it starts",
+    );
+  }
   // Nothing was written before this point.
   const owner = await ownerForRestore(dest);
   await localWrite(dest, async () => {
