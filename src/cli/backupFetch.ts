@@ -79,6 +79,7 @@ DEST. After a failure once writing began, DEST has no global/pg_control and cann
         tablespaceMap: parseTablespaceOptions(argv.tablespace ?? []),
         restoreCommand: argv.recovery ? (argv['restore-command'] ?? defaultRestoreCommand(config, argv as unknown as Record<string, unknown>)) : undefined,
         archiveMode: argv['archive-mode'] === 'preserve' ? 'preserve' : 'off',
+        verifyKeyPath: config.signing.verifyKeyPath,
         parallel: Math.max(1, Math.floor(argv.parallel)),
         signal,
       });

@@ -11,15 +11,17 @@
 import { promises as fsp } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { findBackup, listBackups, mapLimit } from '../archive/catalog';
-import { backupDir } from '../archive/layout';
+import { backupDir, backupKeys } from '../archive/layout';
+import type { KeyObject } from 'node:crypto';
+import { loadVerifyKey, verifySentinel } from '../backup/signature';
 import { splitCodecSuffix } from '../codec/chain';
 import { checkManifest, Extractor, localWrite } from '../backup/extract';
 import { checkBackupReachesTime, checkRecoveryTarget, checkRestoreCommand, chooseForTargetTime, quote, recoverySettings, type RecoveryTarget } from '../backup/recovery';
-import type { BackupSentinel } from '../backup/sentinel';
+import { parseSentinel, type BackupSentinel } from '../backup/sentinel';
 import { planTablespaces } from '../backup/tablespaces';
 import type { ManifestEntry } from '../backup/volumes';
 import type { Deps } from '../deps';
-import { IntegrityError, UsageError } from '../errors';
+import { IntegrityError, NotFoundError, UsageError } from '../errors';
 import { readAll } from '../util/streams';
 import { readPart } from '../archive/parts';
 import { checkTargetInArchive } from './restoreTarget';
@@ -40,6 +42,8 @@ export interface BackupFetchArgs {
   readonly archiveMode?: ArchiveMode;
   readonly parallel: number;
   readonly signal?: AbortSignal;
+  /** WALTS_BACKUP_VERIFY_KEY: accept only backups signed by its private half. */
+  readonly verifyKeyPath?: string;
 }
 
 export interface BackupFetchResult {
@@ -58,8 +62,10 @@ export async function backupFetch(deps: Deps, args: BackupFetchArgs): Promise<Ba
   const problems = checkRecoveryTarget(args.target);
   if (args.restoreCommand !== undefined) problems.push(...checkRestoreCommand(args.restoreCommand));
   if (problems.length > 0) throw new UsageError(problems);
-  const backup = await chooseBackup(deps, args);
-  checkPartKeys(backup, args.which);
+  const verifyKey = args.verifyKeyPath !== undefined ? loadVerifyKey(args.verifyKeyPath) : undefined;
+  const chosen = await chooseBackup(deps, args);
+  const backup = verifyKey ? await readSignedSentinel(deps, chosen.name, verifyKey, args.signal) : chosen;
+  checkPartKeys(backup, args.which === 'LATEST' ? chosen.name : args.which);
   const dest = resolve(args.dest);
   const tablespaceDirs = planTablespaces(backup, args.tablespaceMap, dest);
   await checkEmptyTarget(dest, 'the destination');
@@ -110,6 +116,24 @@ async function chooseBackup(deps: Deps, args: BackupFetchArgs): Promise<BackupSe
   const backup = await findBackup(deps.storage, args.which, args.signal);
   if (args.target.time !== undefined) checkBackupReachesTime(backup, args.target.time);
   return backup;
+}
+
+/**
+ * Reads the sentinel again with its signature and verifies the exact bytes; what is restored is the
+ * sentinel that was verified (not the one read before), so nothing can be swapped in between.
+ */
+async function readSignedSentinel(deps: Deps, name: string, key: KeyObject, signal?: AbortSignal): Promise<BackupSentinel> {
+  const sentinelKey = backupKeys.sentinel(name);
+  const bytes = await readAll((await deps.storage.get(sentinelKey, { signal })).body, 16 << 20);
+  const signature = await deps.storage
+    .get(backupKeys.signature(name), { signal })
+    .then(async (o) => (await readAll(o.body, 64 << 10)).toString('utf8'))
+    .catch((err: unknown) => {
+      if (err instanceof NotFoundError) return undefined;
+      throw err;
+    });
+  verifySentinel(name, bytes, signature, key);
+  return parseSentinel(bytes.toString('utf8'), sentinelKey);
 }
 
 /**

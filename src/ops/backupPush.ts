@@ -17,6 +17,7 @@ import { backupKeys, backupName } from '../archive/layout';
 import { findWalVariants } from '../archive/walObjects';
 import type { StoredPart, TablespaceInfo, BackupSentinel } from '../backup/sentinel';
 import { SENTINEL_FORMAT } from '../backup/sentinel';
+import { loadSigningKey, signSentinel } from '../backup/signature';
 import { manifestLines, VolumeWriter } from '../backup/volumes';
 import { walkDataDirectory } from '../backup/walk';
 import type { Deps } from '../deps';
@@ -39,11 +40,14 @@ export interface BackupPushArgs {
   /** Progress: plain bytes so far and the expected total (database sizes), for a TTY. */
   readonly onProgress?: (done: number, total: number) => void;
   readonly sleep?: (ms: number) => Promise<void>;
+  /** WALTS_BACKUP_SIGNING_KEY: sign the sentinel (docs/security.md). */
+  readonly signingKeyPath?: string;
 }
 
 export async function backupPush(deps: Deps, args: BackupPushArgs): Promise<BackupSentinel> {
   const { storage, codecs, log } = deps;
   const pgdata = await checkDataDirectory(args.pgdata);
+  const signingKey = args.signingKeyPath !== undefined ? loadSigningKey(args.signingKeyPath) : undefined;
   const session = await connect(args.connection);
   let writer: VolumeWriter | undefined;
   try {
@@ -127,8 +131,10 @@ export async function backupPush(deps: Deps, args: BackupPushArgs): Promise<Back
       backup_label: stop.backupLabel.toString('utf8'),
       tablespace_map: stop.tablespaceMap ? stop.tablespaceMap.toString('utf8') : null,
     };
-    // The commit point: written last, after every part and every WAL file it needs.
-    await storage.put(backupKeys.sentinel(name), Buffer.from(JSON.stringify(sentinel, null, 2) + '\n'), { signal: args.signal });
+    // The commit point: written last, after every part and every WAL file it needs (and its signature).
+    const sentinelBytes = Buffer.from(JSON.stringify(sentinel, null, 2) + '\n');
+    if (signingKey) await storage.put(backupKeys.signature(name), Buffer.from(JSON.stringify(signSentinel(sentinelBytes, signingKey)) + '\n'), { signal: args.signal });
+    await storage.put(backupKeys.sentinel(name), sentinelBytes, { signal: args.signal });
     return sentinel;
   } catch (err) {
     writer?.abort(err as Error);

@@ -12,7 +12,7 @@
  *   backslash, quotes; archive_mode = off by default; refusals (impossible dates, empty
  *   --restore-command, an LSN beyond the archive) with exit 2 and nothing written.
  */
-import { randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -23,7 +23,8 @@ import type { BackupSentinel, StoredPart } from '../../src/backup/sentinel';
 import type { ManifestEntry } from '../../src/backup/volumes';
 import { loadConfig } from '../../src/config';
 import { makeDeps, type Deps } from '../../src/deps';
-import { DigestStream, pipeStages } from '../../src/util/streams';
+import { loadSigningKey, signSentinel } from '../../src/backup/signature';
+import { DigestStream, pipeStages, readAll } from '../../src/util/streams';
 import { PG_OS_USER, pgBin, trackClusters } from '../helpers/pg';
 import { isRoot, run, runOk, runWalts } from '../helpers/run';
 import { fakeSentinel } from '../helpers/sentinel';
@@ -340,6 +341,56 @@ describe('backup-fetch of crafted backups (directory store, lz4)', () => {
       } finally {
         await run('umount', [mnt]);
         rmSync(mnt, { recursive: true, force: true });
+      }
+    });
+  });
+
+  describe('signed backups: with WALTS_BACKUP_VERIFY_KEY only a backup signed by its key is restored', () => {
+    let keyDir: string;
+    let env: Record<string, string>;
+    beforeAll(() => {
+      keyDir = join(work, 'dest-keys');
+      mkdirSync(keyDir);
+      for (const name of ['good', 'other']) {
+        const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+        writeFileSync(join(keyDir, `${name}.key`), privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+        writeFileSync(join(keyDir, `${name}.pub`), publicKey.export({ type: 'spki', format: 'pem' }));
+      }
+      env = { ...store.env, WALTS_BACKUP_VERIFY_KEY: join(keyDir, 'good.pub') };
+    });
+    const sign = async (b: BackupSentinel, keyName: string) => {
+      const bytes = await readAll((await deps.storage.get(backupKeys.sentinel(b.name))).body);
+      const sig = signSentinel(bytes, loadSigningKey(join(keyDir, `${keyName}.key`)));
+      await deps.storage.put(backupKeys.signature(b.name), Buffer.from(JSON.stringify(sig)));
+    };
+
+    it('signed by the verify key: restored', async () => {
+      const b = await craft([BASE]);
+      await sign(b, 'good');
+      const r = await runWalts(['backup-fetch', join(work, 'dest-signed'), b.name], env);
+      expect(r.stderr).toContain('"backup-fetch done"');
+      expect(r.code).toBe(0);
+    });
+
+    it('unsigned, signed by another key, or altered after signing (a tablespace location added): exit 3, nothing written', async () => {
+      const unsigned = await craft([BASE]);
+      const other = await craft([BASE]);
+      await sign(other, 'other');
+      const altered = await craft([BASE]);
+      await sign(altered, 'good');
+      const forged = { ...altered, tablespaces: [{ oid: 16400, name: 'evil', location: '/anywhere/ts' }] };
+      await deps.storage.put(backupKeys.sentinel(altered.name), Buffer.from(JSON.stringify(forged)));
+      for (const [b, message] of [
+        [unsigned, /is not signed, and WALTS_BACKUP_VERIFY_KEY requires signed backups/],
+        [other, /is signed by key .*not by the verify key/],
+        [altered, /the signature does not match its sentinel/],
+      ] as const) {
+        const dest = join(work, `dest-sig-${b.name}`);
+        const r = await runWalts(['backup-fetch', dest, b.name, '--tablespace', `evil=${join(outside, 'ts')}`], env);
+        expect(oneLine(r.stderr)).toMatch(message);
+        expect(r.code).toBe(3);
+        expect(existsSync(dest)).toBe(false);
+        expectNothingOutside(dest);
       }
     });
   });

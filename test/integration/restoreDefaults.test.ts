@@ -7,10 +7,11 @@
  * - backup-push refuses, before uploading anything, a server with archive_mode = off or without an
  *   archive_command (exit 2, one line), instead of uploading and waiting for WAL that never comes.
  */
-import { readdirSync, statSync } from 'node:fs';
+import { generateKeyPairSync } from 'node:crypto';
+import { readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { makeGpgKeys, type GpgKeys } from '../helpers/gpg';
-import { PG_OS_USER, trackClusters, type Cluster } from '../helpers/pg';
+import { chownToPg, PG_OS_USER, trackClusters, type Cluster } from '../helpers/pg';
 import { runWalts } from '../helpers/run';
 import { startStore, waltsCommand, type TestStore } from '../helpers/stores';
 
@@ -70,10 +71,18 @@ describe('a restore with defaults recovers to the end of the archive and does no
     }
   });
 
-  it('backup-fetch DEST LATEST: the copy starts, replays to the end of the archive, promotes, and archives nothing', async () => {
-    const push = await runWalts(['backup-push', a.dataDir, '--fast'], { ...pushEnv, ...a.pgEnv() }, { timeoutMs: 120_000, asUser: PG_OS_USER });
+  it('backup-fetch DEST LATEST: the copy starts, replays to the end of the archive, promotes, and archives nothing (a signed backup, verified)', async () => {
+    // The database host signs with its own key (it holds only the encryption public key); the restore host verifies.
+    const keyDir = await reg.tempDir('signing', { forPostgres: true });
+    const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+    writeFileSync(join(keyDir, 'signing.key'), privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+    writeFileSync(join(keyDir, 'verify.pub'), publicKey.export({ type: 'spki', format: 'pem' }));
+    await chownToPg(keyDir, true);
+    const push = await runWalts(['backup-push', a.dataDir, '--fast'], { ...pushEnv, ...a.pgEnv(), WALTS_BACKUP_SIGNING_KEY: join(keyDir, 'signing.key') }, { timeoutMs: 120_000, asUser: PG_OS_USER });
     expect(push.stderr).toContain('"backup-push done"');
     expect(push.code).toBe(0);
+    expect(listFiles(store.dir).filter((f) => f.endsWith('/sentinel.json.sig'))).toHaveLength(1);
+    restoreEnv = { ...restoreEnv, WALTS_BACKUP_VERIFY_KEY: join(keyDir, 'verify.pub') };
     // Committed after the backup: only the archive has these.
     await a.psql('insert into t select generate_series(101, 150)');
     await a.switchWalAndWaitArchived();
