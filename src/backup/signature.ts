@@ -7,7 +7,7 @@
  * missing or wrong (exit 3). WAL is not signed: see the docs for what that leaves open.
  */
 import { createHash, createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { ConfigError, IntegrityError } from '../errors';
 
 export const SIGNATURE_FORMAT = 1;
@@ -24,6 +24,15 @@ export interface SentinelSignature {
 
 export function loadSigningKey(path: string, setting = 'WALTS_BACKUP_SIGNING_KEY'): KeyObject {
   let key: KeyObject;
+  // Whoever reads this key can sign backups: it must be private to its owner, like a passphrase file.
+  const mode = (() => {
+    try {
+      return statSync(path).mode;
+    } catch {
+      return undefined;
+    }
+  })();
+  if (mode !== undefined && (mode & 0o077) !== 0) throw new ConfigError(`${setting}: ${path} is readable by others (mode ${(mode & 0o777).toString(8)}); chmod 600 it`);
   try {
     key = createPrivateKey(readFileSync(path));
   } catch (err) {

@@ -15,7 +15,7 @@ beforeAll(() => {
     writeFileSync(join(dir, `${name}.pub`), publicKey.export({ type: 'spki', format: 'pem' }));
   }
   const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
-  writeFileSync(join(dir, 'rsa.key'), rsa.privateKey.export({ type: 'pkcs8', format: 'pem' }));
+  writeFileSync(join(dir, 'rsa.key'), rsa.privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -39,6 +39,8 @@ describe('sentinel signatures', () => {
   it('names the setting for a missing or wrong kind of key', () => {
     expect(() => loadSigningKey(join(dir, 'missing.key'))).toThrow(ConfigError);
     expect(() => loadSigningKey(join(dir, 'rsa.key'))).toThrow(/WALTS_BACKUP_SIGNING_KEY: .* is a rsa key; an Ed25519 key is needed/);
+    writeFileSync(join(dir, 'open.key'), 'x', { mode: 0o644 });
+    expect(() => loadSigningKey(join(dir, 'open.key'))).toThrow(/WALTS_BACKUP_SIGNING_KEY: .* is readable by others \(mode 644\); chmod 600 it/);
     expect(() => loadVerifyKey(join(dir, 'missing.pub'))).toThrow(/WALTS_BACKUP_VERIFY_KEY/);
   });
 });
