@@ -41,6 +41,11 @@ export interface Config {
     /** Kept out of every message and log; see `redact`. */
     readonly passphrase?: string;
   };
+  /** Signed backups (docs/security.md): the signing key on the database host, the verify key where restores happen. */
+  readonly signing: {
+    readonly keyPath?: string;
+    readonly verifyKeyPath?: string;
+  };
   readonly logLevel: string;
   /** Exit code of wal-fetch for a hard error (anything but "not found"). */
   readonly fetchErrorExitCode: number;
@@ -63,6 +68,8 @@ export const SETTINGS = {
   WALTS_PGP_PRIVATE_KEY: 'pgp-private-key',
   WALTS_PGP_PASSPHRASE_FILE: 'pgp-passphrase-file',
   WALTS_PGP_PASSPHRASE: undefined, // secret: environment or config file only, never argv
+  WALTS_BACKUP_SIGNING_KEY: 'backup-signing-key',
+  WALTS_BACKUP_VERIFY_KEY: 'backup-verify-key',
   WALTS_LOG_LEVEL: 'log-level',
   WALTS_CONNECT_TIMEOUT: 'connect-timeout',
   WALTS_IO_TIMEOUT: 'io-timeout',
@@ -165,6 +172,7 @@ export function loadConfig(sources: ConfigSources): Config {
     },
     compression: compression as Compression,
     pgp: { publicKeyPath: get('WALTS_PGP_PUBLIC_KEY'), privateKeyPath: get('WALTS_PGP_PRIVATE_KEY'), passphrase },
+    signing: { keyPath: get('WALTS_BACKUP_SIGNING_KEY'), verifyKeyPath: get('WALTS_BACKUP_VERIFY_KEY') },
     logLevel,
     fetchErrorExitCode,
     configFile,

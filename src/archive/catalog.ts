@@ -46,16 +46,27 @@ export async function findBackup(storage: Storage, which: string, signal?: Abort
   }
 }
 
-/** Runs `fn` over `items` with at most `limit` at a time, keeping the order of results. */
+/**
+ * Runs `fn` over `items` with at most `limit` at a time, keeping the order of results. After the
+ * first failure no new item starts; the ones in flight are awaited (so nothing still runs when this
+ * returns) and the first failure is thrown: a sibling's later error (often the AbortError of work
+ * the caller cancelled because of that failure) never hides the cause.
+ */
 export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
   const results: R[] = new Array(items.length);
   let next = 0;
+  let failure: { error: unknown } | undefined;
   const worker = async () => {
-    while (next < items.length) {
+    while (next < items.length && !failure) {
       const i = next++;
-      results[i] = await fn(items[i] as T, i);
+      try {
+        results[i] = await fn(items[i] as T, i);
+      } catch (error) {
+        failure ??= { error };
+      }
     }
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  if (failure) throw failure.error;
   return results;
 }

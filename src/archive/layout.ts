@@ -78,6 +78,8 @@ export const backupKeys = {
   /** Written by `delete` before it removes anything of the backup: an interrupted delete is resumed. */
   deleting: (name: string) => `${backupDir(name)}/deleting.json`,
   sentinel: (name: string) => `${backupDir(name)}/sentinel.json`,
+  /** Ed25519 signature of the sentinel's bytes (signed backups only), written just before it. */
+  signature: (name: string) => `${backupDir(name)}/sentinel.json.sig`,
   manifest: (name: string, codecSuffix: string) => `${backupDir(name)}/manifest.jsonl${codecSuffix}`,
   volume: (name: string, index: number, codecSuffix: string) => `${backupDir(name)}/part_${String(index).padStart(5, '0')}.tar${codecSuffix}`,
 };

@@ -29,9 +29,25 @@ export function checkRecoveryTarget(t: RecoveryTarget): string[] {
       problems.push(`--target-lsn: ${JSON.stringify(t.lsn)} is not an LSN (e.g. 0/3000060)`);
     }
   }
-  if (t.name !== undefined && (t.name === '' || t.name.length > 63)) problems.push('--target-name must be 1 to 63 characters');
-  if (t.timeline !== undefined && !/^(latest|current|\d+)$/.test(t.timeline)) problems.push(`--target-timeline must be latest, current or a number, got ${JSON.stringify(t.timeline)}`);
+  if (t.name !== undefined && (t.name === '' || Buffer.byteLength(t.name) > 63)) problems.push('--target-name must be 1 to 63 bytes');
+  if (t.timeline !== undefined && !/^(latest|current|[1-9]\d{0,9})$/.test(t.timeline)) problems.push(`--target-timeline must be latest, current or a number, got ${JSON.stringify(t.timeline)}`);
+  for (const [option, value] of [['--target-time', t.time], ['--target-name', t.name]] as const) {
+    if (value !== undefined && !isConfigValue(value)) problems.push(`${option} must not contain a newline, NUL or other control character`);
+  }
   return problems;
+}
+
+/** Checks --restore-command: a real command, one line (PostgreSQL runs it with /bin/sh for every WAL file). */
+export function checkRestoreCommand(command: string): string[] {
+  if (command.trim() === '') return ['--restore-command must not be empty (omit it for the default, or give --no-recovery for files only)'];
+  if (!isConfigValue(command)) return ['--restore-command must not contain a newline, NUL or other control character'];
+  if (!command.includes('%p')) return ['--restore-command must contain %p (where PostgreSQL wants the file)'];
+  return [];
+}
+
+/** A value postgresql.auto.conf can hold on one line: no control characters (newline, CR, NUL, ...). */
+export function isConfigValue(value: string): boolean {
+  return !/[\x00-\x1f\x7f]/.test(value);
 }
 
 /** `postgresql.auto.conf` lines for recovery; values quoted as PostgreSQL's config parser expects. */
@@ -46,9 +62,15 @@ export function recoverySettings(restoreCommand: string, t: RecoveryTarget): str
   return lines;
 }
 
-/** A value for postgresql.conf: single quotes, embedded quotes doubled. */
+/**
+ * A value for postgresql.conf / postgresql.auto.conf. PostgreSQL's configuration scanner reads a
+ * quoted string with C-like escapes: a backslash escapes the next character (`\x` reads as `x`) and
+ * `''` is a quote. So backslashes are doubled and quotes doubled. A value with a control character
+ * (a newline ends the line, NUL ends the string) cannot be written: refused, never mangled.
+ */
 export function quote(value: string): string {
-  return `'${value.replace(/'/g, "''")}'`;
+  if (!isConfigValue(value)) throw new UsageError(`a configuration value cannot contain a newline, NUL or other control character: ${JSON.stringify(value)}`);
+  return `'${value.replace(/\\/g, '\\\\').replace(/'/g, "''")}'`;
 }
 
 /** Shell-quotes one word for restore_command (run by /bin/sh). */

@@ -48,6 +48,8 @@ export interface WalkOptions {
   readonly tablespaces: ReadonlyMap<number, string>;
   /** Only this version's subdirectory of a tablespace belongs to the cluster (`PG_15_...`). */
   readonly pgMajor: number;
+  /** Told about entries left out that an operator may miss (a dangling symlink). */
+  readonly onSkip?: (path: string, why: string) => void;
 }
 
 export async function* walkDataDirectory(pgdata: string, options: WalkOptions): AsyncGenerator<WalkEntry> {
@@ -68,7 +70,7 @@ async function* walkDir(dir: string, rel: string, options: WalkOptions, topLevel
       yield* walkTablespace(path, options.tablespaces.get(tablespaceOid) as string, options);
       continue;
     }
-    const entry = await entryFor(join(dir, name), path);
+    const entry = await entryFor(join(dir, name), path, options.onSkip);
     if (!entry) continue;
     yield entry;
     if (entry.type === 'directory' && !EXCLUDED_CONTENTS.has(path) && !KEEP_EMPTY.has(path)) {
@@ -114,7 +116,7 @@ function unloggedRelations(names: readonly string[]): Set<string> {
   return set;
 }
 
-async function entryFor(source: string, path: string): Promise<WalkEntry | undefined> {
+async function entryFor(source: string, path: string, onSkip?: (path: string, why: string) => void): Promise<WalkEntry | undefined> {
   let st: Stats;
   try {
     st = await fsp.lstat(source);
@@ -126,11 +128,15 @@ async function entryFor(source: string, path: string): Promise<WalkEntry | undef
   if (st.isDirectory()) return { ...base, type: 'directory', size: 0 };
   if (st.isFile()) return { ...base, type: 'file', size: st.size };
   if (st.isSymbolicLink()) {
-    // pg_wal (initdb --waldir) and a log directory may be links; a link to a directory is stored as
-    // that directory (its contents follow the usual rules), anything else as the link itself.
+    // pg_wal (initdb --waldir), a log directory or a certificate may be links. A backup holds no
+    // links (a restore refuses them: docs/security.md): a link to a directory is stored as that
+    // directory (its contents follow the usual rules), a link to a file as that file, as
+    // pgBackRest restores them by default. A dangling link (or one to a socket...) is left out.
     const target = await fsp.stat(source).catch(() => undefined);
     if (target?.isDirectory()) return { ...base, type: 'directory', size: 0, mode: target.mode & 0o7777 };
-    return { ...base, type: 'symlink', size: 0, linkTarget: await fsp.readlink(source) };
+    if (target?.isFile()) return { ...base, type: 'file', size: target.size, mode: target.mode & 0o7777, mtime: Math.floor(target.mtimeMs / 1000) };
+    onSkip?.(path, `a symbolic link to ${await fsp.readlink(source).catch(() => '?')}, which is not a file or directory`);
+    return undefined;
   }
   return undefined; // sockets, FIFOs, devices have no place in a backup
 }

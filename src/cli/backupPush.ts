@@ -52,6 +52,7 @@ or on SIGINT/SIGTERM the server leaves backup mode and no backup is listed.`,
           connection: { connectTimeoutMs: config.store.connectTimeoutMs, overrides: { host: argv.host, port: argv.port, user: argv.username, database: argv.dbname } },
           signal,
           onProgress: progress?.update,
+          signingKeyPath: config.signing.keyPath,
         });
         progress?.end();
         if (process.stdout.isTTY) process.stdout.write(`backup ${b.name} complete: ${b.file_count} files, ${formatBytes(b.data_size)} stored as ${formatBytes(b.stored_size)}\n`);

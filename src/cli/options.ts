@@ -19,6 +19,8 @@ export const GLOBAL_OPTIONS: Record<string, Options> = {
   'pgp-public-key': { type: 'string', describe: 'OpenPGP public key file; set = encrypt [WALTS_PGP_PUBLIC_KEY]', group: 'Store and keys:' },
   'pgp-private-key': { type: 'string', describe: 'OpenPGP private key file, for reading [WALTS_PGP_PRIVATE_KEY]', group: 'Store and keys:' },
   'pgp-passphrase-file': { type: 'string', describe: 'file holding the private key passphrase [WALTS_PGP_PASSPHRASE_FILE]', group: 'Store and keys:' },
+  'backup-signing-key': { type: 'string', describe: 'Ed25519 private key: backup-push signs each backup [WALTS_BACKUP_SIGNING_KEY]', group: 'Store and keys:' },
+  'backup-verify-key': { type: 'string', describe: 'Ed25519 public key: backup-fetch accepts only backups it signed [WALTS_BACKUP_VERIFY_KEY]', group: 'Store and keys:' },
   'log-level': { type: 'string', describe: 'trace|debug|info|warn|error|silent [WALTS_LOG_LEVEL]', group: 'Behaviour:' },
   'connect-timeout': { type: 'number', describe: 'seconds to connect (default 10) [WALTS_CONNECT_TIMEOUT]', group: 'Behaviour:' },
   'io-timeout': { type: 'number', describe: 'seconds a request may stall (default 60) [WALTS_IO_TIMEOUT]', group: 'Behaviour:' },

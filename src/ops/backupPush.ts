@@ -17,6 +17,7 @@ import { backupKeys, backupName } from '../archive/layout';
 import { findWalVariants } from '../archive/walObjects';
 import type { StoredPart, TablespaceInfo, BackupSentinel } from '../backup/sentinel';
 import { SENTINEL_FORMAT } from '../backup/sentinel';
+import { loadSigningKey, signSentinel } from '../backup/signature';
 import { manifestLines, VolumeWriter } from '../backup/volumes';
 import { walkDataDirectory } from '../backup/walk';
 import type { Deps } from '../deps';
@@ -39,15 +40,19 @@ export interface BackupPushArgs {
   /** Progress: plain bytes so far and the expected total (database sizes), for a TTY. */
   readonly onProgress?: (done: number, total: number) => void;
   readonly sleep?: (ms: number) => Promise<void>;
+  /** WALTS_BACKUP_SIGNING_KEY: sign the sentinel (docs/security.md). */
+  readonly signingKeyPath?: string;
 }
 
 export async function backupPush(deps: Deps, args: BackupPushArgs): Promise<BackupSentinel> {
   const { storage, codecs, log } = deps;
   const pgdata = await checkDataDirectory(args.pgdata);
+  const signingKey = args.signingKeyPath !== undefined ? loadSigningKey(args.signingKeyPath) : undefined;
   const session = await connect(args.connection);
   let writer: VolumeWriter | undefined;
   try {
     await checkSameServer(session, pgdata);
+    await checkArchiving(session);
     const record = await readClusterRecord(storage, args.signal);
     const tablespaces = await listTablespaces(session);
     const total = Number((await session.query<{ total: string }>('select sum(pg_database_size(oid))::text as total from pg_database')).rows[0]?.total ?? 0);
@@ -75,7 +80,11 @@ export async function backupPush(deps: Deps, args: BackupPushArgs): Promise<Back
       onBytes: (n) => args.onProgress?.((done += n), total),
     });
     const spcMap = new Map(tablespaces.map((t) => [t.oid, t.location]));
-    for await (const entry of walkDataDirectory(pgdata, { tablespaces: spcMap, pgMajor: Math.floor(start.pgVersionNum / 10000) })) {
+    for await (const entry of walkDataDirectory(pgdata, {
+      tablespaces: spcMap,
+      pgMajor: Math.floor(start.pgVersionNum / 10000),
+      onSkip: (path, why) => log.warn({ path }, `left out of the backup: ${path} is ${why}`),
+    })) {
       args.signal?.throwIfAborted();
       if (entry.type === 'file') await writer.addFile(entry.path, entry.source, entry);
       else await writer.addEntry({ path: entry.path, type: entry.type, mode: entry.mode, mtime: entry.mtime, linkname: entry.linkTarget });
@@ -122,8 +131,10 @@ export async function backupPush(deps: Deps, args: BackupPushArgs): Promise<Back
       backup_label: stop.backupLabel.toString('utf8'),
       tablespace_map: stop.tablespaceMap ? stop.tablespaceMap.toString('utf8') : null,
     };
-    // The commit point: written last, after every part and every WAL file it needs.
-    await storage.put(backupKeys.sentinel(name), Buffer.from(JSON.stringify(sentinel, null, 2) + '\n'), { signal: args.signal });
+    // The commit point: written last, after every part and every WAL file it needs (and its signature).
+    const sentinelBytes = Buffer.from(JSON.stringify(sentinel, null, 2) + '\n');
+    if (signingKey) await storage.put(backupKeys.signature(name), Buffer.from(JSON.stringify(signSentinel(sentinelBytes, signingKey)) + '\n'), { signal: args.signal });
+    await storage.put(backupKeys.sentinel(name), sentinelBytes, { signal: args.signal });
     return sentinel;
   } catch (err) {
     writer?.abort(err as Error);
@@ -153,6 +164,23 @@ async function checkSameServer(session: PgSession, pgdata: string): Promise<void
   if (real !== pgdata) {
     throw new UsageError(`the server reached through PGHOST/PGPORT runs on ${dir}, not on ${pgdata}; point the connection at the cluster being backed up`);
   }
+}
+
+/**
+ * A backup is restorable only with the WAL from its start to its end archived, so a server that does
+ * not archive is refused before anything is uploaded (exit 2) instead of after waiting for WAL that
+ * never comes.
+ */
+async function checkArchiving(session: PgSession): Promise<void> {
+  const r = await session.query<{ mode: string | null; command: string | null; library: string | null }>(
+    "select current_setting('archive_mode', true) as mode, current_setting('archive_command', true) as command, current_setting('archive_library', true) as library",
+  );
+  const { mode, command, library } = r.rows[0] ?? { mode: null, command: null, library: null };
+  const hint = "set archive_mode = on and archive_command = 'walts wal-push %p' (changing archive_mode needs a restart)";
+  if (mode === 'off' || mode === null) throw new UsageError(`archive_mode is off on this server, so the WAL this backup needs would never reach the store: ${hint}`);
+  const hasCommand = command !== null && command.trim() !== '' && command !== '(disabled)';
+  const hasLibrary = library !== null && library.trim() !== '';
+  if (!hasCommand && !hasLibrary) throw new UsageError(`archive_mode is ${mode} but archive_command (and archive_library) are empty on this server, so WAL is not archived: ${hint}`);
 }
 
 async function listTablespaces(session: PgSession): Promise<TablespaceInfo[]> {

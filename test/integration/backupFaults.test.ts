@@ -252,11 +252,16 @@ describe('base backups with a tablespace: restore elsewhere and in place, by han
     await r.stop();
   });
 
-  it('restores a tablespace to its original path when it is gone there', async () => {
+  it('restores a tablespace to its original path when it is gone there, when the operator names it', async () => {
     await a.stop();
     renameSync(tsDir, `${tsDir}.moved-away`);
     const r = await reg.emptyCluster({ name: 'r-in-place', env: restoreEnv });
-    const f = await fetch([r.dataDir, sentinel.name, '--target-immediate', '--target-action', 'promote']);
+    // The recorded location alone is not enough: store metadata never chooses where files go.
+    const refused = await fetch([r.dataDir, sentinel.name, '--target-immediate', '--target-action', 'promote']);
+    expect(refused.stderr).toMatch(/give --tablespace fastspace=DIR \(recorded at /);
+    expect(refused.code).toBe(3);
+    expect(existsSync(tsDir)).toBe(false);
+    const f = await fetch([r.dataDir, sentinel.name, '--tablespace', `fastspace=${tsDir}`, '--target-immediate', '--target-action', 'promote']);
     expect(f.stderr).toContain('"backup-fetch done"');
     expect(f.code).toBe(0);
     expect(readlinkSync(join(r.dataDir, 'pg_tblspc', String(tsOid)))).toBe(tsDir);

@@ -128,7 +128,8 @@ function harness(reg: ClusterRegistry, getEnv: () => Record<string, string>) {
     /** Restores `name` with `args`, starts it until recovery ends, runs `sql`, and removes it again. */
     async restoreAndQuery(name: string, args: string[], sql: string, opts: { keep?: boolean; env?: Record<string, string> } = {}): Promise<{ value: string; cluster: Cluster }> {
       const r = await reg.emptyCluster({ name: `restore-${++restores}`, env: opts.env ?? getEnv() });
-      const fetch = await walts(['backup-fetch', r.dataDir, name, ...args]);
+      // keep: the copy goes on archiving into this store as a new timeline (on purpose, for the timeline tests).
+      const fetch = await walts(['backup-fetch', r.dataDir, name, ...args, ...(opts.keep ? ['--archive-mode', 'preserve'] : [])]);
       if (fetch.code !== 0) throw new Error(`backup-fetch failed (${fetch.code}): ${fetch.stderr}`);
       await r.prepareRestoredDataDir({ keepSourceSettings: true });
       if (!opts.keep) r.setConf({ archive_mode: 'off' });

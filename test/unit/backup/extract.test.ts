@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Extractor } from '../../../src/backup/extract';
+import { checkManifest, Extractor } from '../../../src/backup/extract';
 import { packTar, type TarInput } from '../../../src/backup/tar';
 import type { ManifestEntry } from '../../../src/backup/volumes';
 import { IntegrityError } from '../../../src/errors';
@@ -111,25 +111,22 @@ const NORMAL: Item[] = [
   { path: 'global/1262', content: 'pg_database' },
   { path: 'pg_wal', type: 'directory' },
   { path: 'pg_wal/archive_status', type: 'directory' },
-  { path: 'log_link', type: 'symlink', link: '../some/where' },
   { path: 'global/pg_control', content: 'control file' },
 ];
 
 describe('Extractor', () => {
-  it('restores directories, files and symlinks with PostgreSQL modes; pg_control only in finish()', async () => {
+  it('restores directories and files with PostgreSQL modes; pg_control only in finish()', async () => {
     const x = new Extractor(dest, manifest(NORMAL), new Map());
     await x.extractVolume(1, tar(NORMAL));
-    // Before finish(): no pg_control (the restore cannot be started), no symlinks yet.
+    // Before finish(): no pg_control (the restore cannot be started).
     await expect(stat(join(dest, 'global/pg_control'))).rejects.toMatchObject({ code: 'ENOENT' });
-    await expect(lstat(join(dest, 'log_link'))).rejects.toMatchObject({ code: 'ENOENT' });
     await x.finish();
 
-    expect(await tree(dest)).toEqual(['PG_VERSION', 'base/', 'base/1/', 'base/1/1234', 'base/1/empty', 'global/', 'global/1262', 'global/pg_control', 'log_link', 'pg_wal/', 'pg_wal/archive_status/']);
+    expect(await tree(dest)).toEqual(['PG_VERSION', 'base/', 'base/1/', 'base/1/1234', 'base/1/empty', 'global/', 'global/1262', 'global/pg_control', 'pg_wal/', 'pg_wal/archive_status/']);
     expect(await readFile(join(dest, 'PG_VERSION'), 'utf8')).toBe('15\n');
     expect((await readFile(join(dest, 'base/1/1234'))).equals(Buffer.alloc(20_000, 7))).toBe(true);
     expect(await readFile(join(dest, 'base/1/empty'), 'utf8')).toBe('');
     expect(await readFile(join(dest, 'global/pg_control'), 'utf8')).toBe('control file');
-    expect(await readlink(join(dest, 'log_link'))).toBe('../some/where');
     for (const d of ['base', 'base/1', 'global', 'pg_wal', 'pg_wal/archive_status']) expect(await mode(join(dest, d))).toBe(0o700);
     for (const f of ['PG_VERSION', 'base/1/1234', 'global/1262', 'global/pg_control']) expect(await mode(join(dest, f))).toBe(0o600);
     await expectNothingOutside();
@@ -202,7 +199,7 @@ describe('Extractor', () => {
 
       const dest2 = join(root, 'dest2');
       const y = new Extractor(dest2, manifest([{ path: 'thing', type: 'directory' }]), new Map());
-      await expect(y.extractVolume(1, tar([{ path: 'thing', type: 'symlink', link: '/' }]))).rejects.toThrow(IntegrityError);
+      await expect(y.extractVolume(1, tar([{ path: 'thing', type: 'symlink', link: '/' }]))).rejects.toThrow(/thing is a symbolic link/);
       await expect(y.finish()).rejects.toThrow(IntegrityError); // 'thing' never arrived as a directory
       await expect(lstat(join(dest2, 'thing'))).rejects.toMatchObject({ code: 'ENOENT' });
       await rm(dest2, { recursive: true, force: true });
@@ -225,24 +222,35 @@ describe('Extractor', () => {
       await expect(x.extractVolume(1, tar(items))).rejects.toThrow(/^f: .*SHA-256 or size/);
     });
 
-    it('a symlink entry followed by a file below it: nothing is written through the link', async () => {
-      const items: Item[] = [
-        { path: 'link', type: 'symlink', link: outside },
-        { path: 'link/x', content: 'through the link' },
-        { path: 'rel', type: 'symlink', link: '../outside' },
-        { path: 'rel/y', content: 'through the relative link' },
-      ];
+    it.each([
+      ['pg_wal', '/elsewhere'],
+      ['x', '/etc/passwd'],
+      ['rel', '../outside'],
+      ['pg_tblspc/16400', '/etc'],
+    ])('a symlink entry %s -> %s, even listed in the manifest: refused, nothing created', async (path, link) => {
+      const items: Item[] = [{ path: 'base', type: 'directory' }, { path, type: 'symlink', link }, { path: `${path}/x`, content: 'through the link' }];
       const x = new Extractor(dest, manifest(items), new Map());
-      // Symlinks are made only after every file: the files land in real directories below dest ...
-      await x.extractVolume(1, tar(items));
+      await expect(x.extractVolume(1, tar(items))).rejects.toThrow(new RegExp(`${path.replace('/', '\\/')} is a symbolic link .*walts restores no links from a backup`));
       await expectNothingOutside();
-      expect((await lstat(join(dest, 'link'))).isDirectory()).toBe(true);
-      expect(await readFile(join(dest, 'link/x'), 'utf8')).toBe('through the link');
-      // ... and the link that would replace a directory is refused.
-      await expect(x.finish()).rejects.toThrow(/^link: the backup holds a symlink at a path that other entries already use/);
-      await expectNothingOutside();
-      expect((await lstat(join(dest, 'link'))).isDirectory()).toBe(true);
-      await expect(stat(join(dest, 'global/pg_control'))).rejects.toMatchObject({ code: 'ENOENT' });
+      expect(await tree(dest)).toEqual(['base/']);
+    });
+
+    it('checkManifest refuses links, unclean paths, duplicates, foreign tablespace entries and bad volumes before anything is written', () => {
+      const ok = manifest([{ path: 'base', type: 'directory' }, { path: 'pg_tblspc', type: 'directory' }, { path: 'pg_tblspc/16400', type: 'directory' }, { path: 'pg_tblspc/16400/PG_15_1/f', content: 'x' }]);
+      expect(() => checkManifest(ok, 1, new Set([16400]), 15)).not.toThrow();
+      const bad: [ManifestEntry[], RegExp][] = [
+        [manifest([{ path: 'x', type: 'symlink', link: '/etc/passwd' }]), /is a symbolic link/],
+        [manifest([{ path: '../x', content: 'x' }]), /not a clean relative path/],
+        [manifest([{ path: '/etc/x', content: 'x' }]), /not a clean relative path/],
+        [manifest([{ path: 'a//b', content: 'x' }]), /not a clean relative path/],
+        [manifest([{ path: 'f', content: 'x' }, { path: 'f', content: 'x' }]), /listed twice/],
+        [manifest([{ path: 'pg_tblspc/99/PG_15_1/f', content: 'x' }]), /belongs to no tablespace/],
+        [manifest([{ path: 'pg_tblspc/16400/authorized_keys', content: 'x' }]), /holds only its PG_15_\* directory/],
+        [manifest([{ path: 'pg_tblspc/16400', content: 'x' }]), /holds only its PG_15_\* directory/],
+        [[{ ...manifest([{ path: 'f', content: 'x' }])[0]!, type: 'hardlink' as 'file' }], /has type "hardlink"/],
+        [manifest([{ path: 'f', content: 'x' }], 2), /names volume 2; the backup has 1/],
+      ];
+      for (const [entries, message] of bad) expect(() => checkManifest(entries, 1, new Set([16400]), 15)).toThrow(message);
     });
 
     it('a file below a symlink that already exists in the target is refused (no write through it)', async () => {

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { checkBackupReachesTime, checkRecoveryTarget, chooseForTargetTime, quote, recoverySettings, shellWord } from '../../../src/backup/recovery';
+import { checkBackupReachesTime, checkRecoveryTarget, checkRestoreCommand, chooseForTargetTime, quote, recoverySettings, shellWord } from '../../../src/backup/recovery';
 import type { BackupSentinel } from '../../../src/backup/sentinel';
 import { UsageError } from '../../../src/errors';
 
@@ -36,8 +36,8 @@ describe('checkRecoveryTarget', () => {
     expect(checkRecoveryTarget({ lsn: '3000060' })).toEqual([expect.stringMatching(/^--target-lsn/)]);
     expect(checkRecoveryTarget({ timeline: 'newest' })).toEqual(['--target-timeline must be latest, current or a number, got "newest"']);
     expect(checkRecoveryTarget({ timeline: '-1' })).toEqual([expect.stringMatching(/^--target-timeline/)]);
-    expect(checkRecoveryTarget({ name: '' })).toEqual(['--target-name must be 1 to 63 characters']);
-    expect(checkRecoveryTarget({ name: 'x'.repeat(64) })).toEqual(['--target-name must be 1 to 63 characters']);
+    expect(checkRecoveryTarget({ name: '' })).toEqual(['--target-name must be 1 to 63 bytes']);
+    expect(checkRecoveryTarget({ name: 'x'.repeat(64) })).toEqual(['--target-name must be 1 to 63 bytes']);
     const all = checkRecoveryTarget({ time: 'bad', lsn: 'bad', timeline: 'bad' });
     expect(all).toHaveLength(4);
     expect(all.map((p) => p.split(/[: ]/)[0])).toEqual(['give', '--target-time', '--target-lsn', '--target-timeline']);
@@ -64,6 +64,28 @@ describe('recoverySettings', () => {
     ]);
     expect(quote("a'b''c")).toBe("'a''b''''c'");
     expect(quote('')).toBe("''");
+  });
+
+  it('doubles backslashes, which PostgreSQL reads as escapes (rp\\x would become rpx), and refuses control characters', () => {
+    expect(quote('rp\\x')).toBe("'rp\\\\x'");
+    expect(quote('end\\')).toBe("'end\\\\'");
+    expect(quote("\\'")).toBe("'\\\\'''");
+    for (const bad of ['a\nb', 'a\rb', 'a\u0000b', 'tab\there']) expect(() => quote(bad)).toThrow(UsageError);
+  });
+
+  it('checkRecoveryTarget refuses newlines in --target-name and --target-time; an impossible date', () => {
+    expect(checkRecoveryTarget({ name: 'a\nrestore_command = x' })).toEqual(['--target-name must not contain a newline, NUL or other control character']);
+    expect(checkRecoveryTarget({ time: '2027-02-30 00:00:00+00' })).toEqual([`--target-time: "2027-02-30 00:00:00+00" is not a timestamp (e.g. '2026-11-21 22:30:01+00')`]);
+  });
+});
+
+describe('checkRestoreCommand', () => {
+  it('refuses an empty or blank command, one with a newline, and one without %p', () => {
+    expect(checkRestoreCommand('')[0]).toMatch(/^--restore-command must not be empty/);
+    expect(checkRestoreCommand('   ')[0]).toMatch(/^--restore-command must not be empty/);
+    expect(checkRestoreCommand('cp /a/%f %p\nrm -rf /')[0]).toMatch(/newline/);
+    expect(checkRestoreCommand('true')[0]).toMatch(/must contain %p/);
+    expect(checkRestoreCommand('cp /archive/%f "%p"')).toEqual([]);
   });
 });
 

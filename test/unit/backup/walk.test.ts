@@ -111,7 +111,7 @@ describe('walkDataDirectory', () => {
     for (const e of entries) expect(Number.isInteger(e.mtime) && e.mtime > 0).toBe(true);
   });
 
-  it('stores a linked pg_wal (initdb --waldir) as a directory holding only archive_status, and other links as links', async () => {
+  it('stores a linked pg_wal (initdb --waldir) as a directory holding only archive_status, a link to a file as the file, and leaves out a dangling link', async () => {
     const waldir = join(root, 'waldir');
     await rm(join(pgdata, 'pg_wal'), { recursive: true });
     await put(waldir, '000000010000000000000001');
@@ -119,11 +119,15 @@ describe('walkDataDirectory', () => {
     await symlink(waldir, join(pgdata, 'pg_wal'));
     await symlink('/nonexistent/target', join(pgdata, 'dangling'));
     await symlink('PG_VERSION', join(pgdata, 'version_link'));
-    const entries = await collect(walkDataDirectory(pgdata, options()));
+    const skipped: string[] = [];
+    const entries = await collect(walkDataDirectory(pgdata, { ...options(), onSkip: (path) => skipped.push(path) }));
     const paths = entries.map(describeEntry);
     expect(paths.filter((p) => p.includes('pg_wal'))).toEqual(['d pg_wal', 'd pg_wal/archive_status']);
-    expect(entries.find((e) => e.path === 'dangling')).toMatchObject({ type: 'symlink', linkTarget: '/nonexistent/target' });
-    expect(entries.find((e) => e.path === 'version_link')).toMatchObject({ type: 'symlink', linkTarget: 'PG_VERSION' });
+    // A backup holds no links: a restore refuses them (docs/security.md).
+    expect(entries.filter((e) => e.type === 'symlink')).toEqual([]);
+    expect(entries.find((e) => e.path === 'dangling')).toBeUndefined();
+    expect(skipped).toEqual(['dangling']);
+    expect(entries.find((e) => e.path === 'version_link')).toMatchObject({ type: 'file', size: 3, source: join(pgdata, 'version_link') });
     expect(paths[paths.length - 1]).toBe(`f ${PG_CONTROL}`);
   });
 

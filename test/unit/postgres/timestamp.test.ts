@@ -21,6 +21,21 @@ describe('target time parsing', () => {
     expect(p?.epochMs).toBe(new Date(2026, 10, 21, 22, 30, 1).getTime());
   });
 
+  test.each([
+    '2027-02-30 00:00:00+00', // no such day (Date would read it as March 2nd)
+    '2026-02-29T00:00:00Z', // not a leap year
+    '2026-04-31 12:00:00+00',
+    '2026-11-21 22:30:60+00',
+    '2026-11-21 22:30:01+16',
+    '2026-11-21 22:30:01+01:60',
+  ])('refuses the impossible date or offset %j', (text) => {
+    expect(parsePgTimestamp(text)).toBeUndefined();
+  });
+
+  it('accepts February 29th of a leap year', () => {
+    expect(new Date(parsePgTimestamp('2028-02-29 12:00:00+00')?.epochMs ?? NaN).toISOString()).toBe('2028-02-29T12:00:00.000Z');
+  });
+
   test.each(['yesterday', '2026-13-01 00:00:00+00', '2026-11-21 25:00:00+00', '21/11/2026', '2026-11-21 22:30:01 +25:99x', ''])('refuses %j', (text) => {
     expect(parsePgTimestamp(text)).toBeUndefined();
   });
