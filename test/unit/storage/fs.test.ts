@@ -56,7 +56,14 @@ describe('FsStorage specifics', () => {
     await expect(s.put('x.meta.json', Buffer.from('x'))).rejects.toBeInstanceOf(RangeError);
     await s.put('x', Buffer.from('x'), { metadata: { a: 'b' } });
     expect(await listKeys(s, '')).toEqual(['x']);
-    expect(JSON.parse(await readFile(join(dir, 'x.meta.json'), 'utf8'))).toEqual({ a: 'b' });
+    // The side file is plain JSON: the caller's keys plus the binding to its object.
+    expect(JSON.parse(await readFile(join(dir, 'x.meta.json'), 'utf8'))).toEqual({
+      a: 'b',
+      'fs-object-size': '1',
+      'fs-object-sha256': '2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881',
+      'fs-object-ino': expect.stringMatching(/^\d+$/),
+    });
+    expect((await s.head('x'))?.metadata).toEqual({ a: 'b' });
     expect((await readAll((await s.get('x')).body)).toString()).toBe('x');
   }, T);
 
