@@ -87,6 +87,16 @@ export async function walPush(deps: Deps, args: WalPushArgs): Promise<WalPushRes
     if (stale.length > 0) log.warn({ wal: name.name, keys: stale.map((v) => v.info.key) }, 'replacing incomplete object(s) (size differs from the size recorded with it, or no walts metadata)');
 
     const metadata = objectMetadata(plain, spooled.size, header?.systemIdentifier);
+    if (!trusted) {
+      // The store may ignore create-if-absent: look again right before the upload, so that the
+      // window in which another writer's object can be overwritten is one PUT long, not the
+      // whole encode (docs/operations.md, "Stores that ignore If-None-Match").
+      const again = decide(name, plain, await findWalVariants(storage, name, signal));
+      if (again === 'already-archived') {
+        log.warn({ wal: name.name }, 'archived with identical content by another writer while this push ran; nothing uploaded');
+        return { name: name.name, key, outcome: 'already-archived', plainBytes: plain.size, storedBytes: 0, replaced: [] };
+      }
+    }
     try {
       await storage.put(key, spooled.body(), { ifAbsent: !overwrite, metadata, size: spooled.size, signal });
     } catch (err) {
