@@ -90,7 +90,7 @@ export async function walPush(deps: Deps, args: WalPushArgs): Promise<WalPushRes
     if (!trusted) {
       // The store may ignore create-if-absent: look again right before the upload, so that the
       // window in which another writer's object can be overwritten is one PUT long, not the
-      // whole encode (docs/operations.md, "Stores that ignore If-None-Match").
+      // whole encode (docs/storage-format.md, "Stores that ignore If-None-Match").
       const again = decide(name, plain, await findWalVariants(storage, name, signal));
       if (again === 'already-archived') {
         log.warn({ wal: name.name }, 'archived with identical content by another writer while this push ran; nothing uploaded');

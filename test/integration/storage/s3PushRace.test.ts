@@ -2,7 +2,7 @@
  * Two wal-push processes racing on one name in an S3 store that ignores If-None-Match (s3rver),
  * interleaved deterministically by a storage wrapper that pauses writer A at one of its requests
  * while writer B runs to completion. Shows which interleavings walts catches and the one it cannot
- * (docs/operations.md, "Stores that ignore If-None-Match").
+ * (docs/storage-format.md, "Stores that ignore If-None-Match").
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
