@@ -272,16 +272,18 @@ export class FsStorage implements Storage {
    */
   private async writeTemp(key: string, dir: string, tmp: string, body: Buffer | Readable, signal: AbortSignal | undefined, owner: Owner | undefined): Promise<Written> {
     for (let attempt = 1; ; attempt++) {
-      await this.io(`create directory for ${key}`, () => this.mkdirs(dir, owner));
-      await this.hooks.afterMkdir?.(key);
+      let step = `create directory for ${key}`;
       try {
+        await this.mkdirs(dir, owner);
+        await this.hooks.afterMkdir?.(key);
+        step = `write ${key}`;
         return await writeDurably(tmp, body, signal, owner);
       } catch (err) {
-        // A stream body is consumed only once the file is open, so ENOENT here is always retryable;
-        // a directory that keeps vanishing is someone else's problem after a few tries.
+        // A stream body is consumed only once the file is open, so ENOENT (from mkdir -p or the
+        // open) is always retryable; a directory that keeps vanishing is a real problem after a few tries.
         if ((err as NodeJS.ErrnoException).code === 'ENOENT' && attempt < 5) continue;
         if ((err as Error).name === 'AbortError') throw err;
-        throw this.unavailable(`write ${key}`, err);
+        throw this.unavailable(step, err);
       }
     }
   }
