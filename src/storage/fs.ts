@@ -116,7 +116,8 @@ export class FsStorage implements Storage {
       if (!stat.isFile()) return undefined;
       return { key, size: stat.size, lastModified: stat.mtime, metadata: await this.readMeta(key, stat) };
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      if (err instanceof UnavailableError) throw err;
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined; // also: deleted while being read
       throw this.unavailable(`stat ${key}`, err);
     }
   }
@@ -220,7 +221,8 @@ export class FsStorage implements Storage {
     try {
       names = await fsp.readdir(dirname(path));
     } catch (err) {
-      throw this.unavailable(`list ${dirname(key) || '/'}`, err);
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw this.unavailable(`list ${dirname(key) || '/'}`, err);
+      names = [];
     }
     const tail = `.${basename(path)}${META_SUFFIX}`;
     for (const name of names.filter((n) => n.startsWith(TMP_PREFIX) && n.endsWith(tail) && n.length === TMP_PREFIX.length + 12 + tail.length)) {
