@@ -108,6 +108,26 @@ describe('concurrent wal-push of different content to a directory store', () => 
     await expectStoreHolds(winner === 'A' ? a : b);
   }, T);
 
+  // Both writers paused: A at one step, then B at another (if B gets there); A is let go first, then B.
+  const steps: Step[] = ['afterMkdir', 'beforePublish', 'afterObject', 'afterMeta'];
+  const beforeLink = (st: Step): boolean => st === 'afterMkdir' || st === 'beforePublish';
+  const pairs = steps.flatMap((sa) => steps.filter((sb) => beforeLink(sa) || beforeLink(sb)).map((sb) => [sa, sb] as [Step, Step]));
+  it.each(pairs)('A paused at %s, B paused at %s: the first to link wins, the other exits 3', async (stepA, stepB) => {
+    const gateA = pauseAt(stepA);
+    const pushA = push(new FsStorage(root, gateA.hooks), a);
+    await gateA.reached;
+    const gateB = pauseAt(stepB);
+    const pushB = push(new FsStorage(root, gateB.hooks), b);
+    await Promise.race([gateB.reached, pushB]); // B may see A's object and stop before it writes anything
+    gateA.release();
+    const codeA = await pushA;
+    gateB.release();
+    const codeB = await pushB;
+    const bLinkedFirst = beforeLink(stepA) && !beforeLink(stepB);
+    expect({ A: codeA, B: codeB }).toEqual(bLinkedFirst ? { A: 3, B: 0 } : { A: 0, B: 3 });
+    await expectStoreHolds(bLinkedFirst ? b : a);
+  }, T);
+
   it('a writer frozen between publishing its object and its metadata (as after a crash) is repaired by the next push, never replaced', async () => {
     const gate = pauseAt('afterObject');
     void push(new FsStorage(root, gate.hooks), a); // never released: its temp files stay, like after SIGKILL
