@@ -3,15 +3,10 @@ import { constants, createReadStream, promises as fsp } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { NotFoundError, ObjectExistsError, UnavailableError } from '../errors';
+import { BIND, bound, memoHash, stripBinding, type ObjectStat } from './fsSideFile';
 import { assertValidKey, META_SUFFIX, type ObjectInfo, type PutOptions, type Storage, type StoredObject } from './storage';
 
 const TMP_PREFIX = '.tmp.';
-
-/**
- * Keys the directory store adds to a side file to bind it to one object: a side file describes the
- * object at its key only when these match that object (see `bound`). Never passed to callers.
- */
-const BIND = { size: 'fs-object-size', sha256: 'fs-object-sha256', ino: 'fs-object-ino' } as const;
 
 /**
  * Points between the steps of a put, for tests that interleave writers deterministically (a hook
@@ -331,7 +326,6 @@ function tempName(path: string): string {
 }
 
 type Owner = { uid: number; gid: number };
-type ObjectStat = { size: number; ino: number };
 
 interface Written {
   readonly size: number;
@@ -365,47 +359,6 @@ async function writeDurably(path: string, body: Buffer | Readable, signal?: Abor
   } finally {
     await handle.close();
   }
-}
-
-/**
- * Whether side file `side` describes the object with `stat`. Same size and inode (link and rename
- * keep the inode) is enough; a copied store has new inodes, so then the stored bytes are hashed.
- * Side files written before bindings existed carry none and are taken as they are.
- */
-async function bound(side: Record<string, string>, stat: ObjectStat, hash: () => Promise<string>): Promise<boolean> {
-  if (side[BIND.size] === undefined && side[BIND.sha256] === undefined) return true;
-  if (side[BIND.size] !== String(stat.size)) return false;
-  if (side[BIND.ino] === String(stat.ino)) return true;
-  return side[BIND.sha256] === (await hash());
-}
-
-function stripBinding(side: Record<string, string>): Record<string, string> {
-  const out = { ...side };
-  for (const k of Object.values(BIND)) delete out[k];
-  return out;
-}
-
-/** SHA-256 of the object's bytes, computed at most once, from the open handle when there is one. */
-function memoHash(handle: fsp.FileHandle | undefined, path: string): () => Promise<string> {
-  let p: Promise<string> | undefined;
-  return () =>
-    (p ??= (async () => {
-      const own = handle ? undefined : await fsp.open(path, 'r');
-      const h = handle ?? own!;
-      try {
-        const hash = createHash('sha256');
-        const buf = Buffer.alloc(1 << 20);
-        for (let pos = 0; ; ) {
-          const { bytesRead } = await h.read(buf, 0, buf.length, pos);
-          if (bytesRead === 0) break;
-          hash.update(buf.subarray(0, bytesRead));
-          pos += bytesRead;
-        }
-        return hash.digest('hex');
-      } finally {
-        await own?.close();
-      }
-    })());
 }
 
 async function fsyncDir(dir: string): Promise<void> {
