@@ -86,7 +86,19 @@ export interface ConfigSources {
   flags?: Flags;
   /** Reads a file for `--config` and `*_FILE` settings; throws like fs.readFileSync. */
   readFile: (path: string) => { text: string; mode: number };
+  /** Mode bits of a file (like fs.statSync().mode), for files read later such as the private key. */
+  fileMode?: (path: string) => number;
 }
+
+/** Variables walts itself reads besides SETTINGS. */
+const OTHER_KNOWN = ['WALTS_CONFIG'];
+/**
+ * Reserved for the test suite's own knobs (WALTS_TEST_PG_BINDIR, ...), which may be in the
+ * environment of a developer's shell: never read by walts, never an error.
+ */
+const RESERVED_PREFIX = 'WALTS_TEST_';
+/** WAL-E variables walts understands; any other WALE_* is refused rather than silently ignored. */
+const WALE_ALIASES: Readonly<Record<string, SettingName>> = { WALE_S3_PREFIX: 'WALTS_STORE' };
 
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
 /** Settings that make a config file sensitive: it must then be private to its owner. */
@@ -97,6 +109,8 @@ export function loadConfig(sources: ConfigSources): Config {
   const flags = sources.flags ?? {};
   const configFile = str(flags['config']) ?? sources.env['WALTS_CONFIG'];
   const fileValues = configFile ? readConfigFile(configFile, sources, problems) : {};
+  checkNames(sources.env, 'in the environment', problems);
+  if (configFile) checkNames(fileValues, `in ${configFile}`, problems);
 
   const get = (name: SettingName, alias?: string): string | undefined => {
     const flag = SETTINGS[name];
@@ -137,6 +151,17 @@ export function loadConfig(sources: ConfigSources): Config {
     problems.push(`WALTS_FETCH_ERROR_EXIT_CODE must be an integer from 1 to 255, got ${JSON.stringify(exitRaw)}`);
   }
 
+  const privateKeyPath = get('WALTS_PGP_PRIVATE_KEY');
+  if (privateKeyPath && sources.fileMode) {
+    let mode: number | undefined;
+    try {
+      mode = sources.fileMode(privateKeyPath);
+    } catch {
+      // Reported by the command that needs the key, when it reads it: wal-push never does.
+    }
+    if (mode !== undefined && (mode & 0o077) !== 0) problems.push(`WALTS_PGP_PRIVATE_KEY: ${privateKeyPath} is readable by group or others (chmod 600 it)`);
+  }
+
   const passphraseFile = get('WALTS_PGP_PASSPHRASE_FILE');
   let passphrase = nonEmpty(sources.env['WALTS_PGP_PASSPHRASE']) ?? nonEmpty(fileValues['WALTS_PGP_PASSPHRASE']);
   if (passphraseFile) {
@@ -171,7 +196,7 @@ export function loadConfig(sources: ConfigSources): Config {
       retryDeadlineMs,
     },
     compression: compression as Compression,
-    pgp: { publicKeyPath: get('WALTS_PGP_PUBLIC_KEY'), privateKeyPath: get('WALTS_PGP_PRIVATE_KEY'), passphrase },
+    pgp: { publicKeyPath: get('WALTS_PGP_PUBLIC_KEY'), privateKeyPath, passphrase },
     signing: { keyPath: get('WALTS_BACKUP_SIGNING_KEY'), verifyKeyPath: get('WALTS_BACKUP_VERIFY_KEY') },
     logLevel,
     fetchErrorExitCode,
@@ -182,6 +207,10 @@ export function loadConfig(sources: ConfigSources): Config {
 function parseStoreUrl(url: string | undefined, problems: string[]): Partial<StoreConfig> | undefined {
   if (url === undefined) {
     problems.push('WALTS_STORE is not set (s3://bucket/prefix or file:///absolute/dir)');
+    return undefined;
+  }
+  if (/\s/.test(url)) {
+    problems.push(`WALTS_STORE must not contain whitespace, got ${JSON.stringify(url)}`);
     return undefined;
   }
   let m = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(\/.*)?$/.exec(url);
@@ -202,25 +231,102 @@ function parseStoreUrl(url: string | undefined, problems: string[]): Partial<Sto
   return undefined;
 }
 
-/** Parses `KEY=VALUE` lines as systemd's EnvironmentFile and `envdir` users write them. */
-export function parseEnvFile(text: string): Record<string, string> {
+/**
+ * Parses `KEY=VALUE` lines as systemd's EnvironmentFile and `envdir` users write them, strictly:
+ * - blank lines and lines starting with `#` are comments; `export ` before a key is allowed;
+ * - a value in single or double quotes is taken literally; after the closing quote only spaces and
+ *   a `# comment` may follow;
+ * - an unquoted value ends at a `#` that follows whitespace (`KEY=value   # note`); trailing spaces
+ *   are dropped; a `#` inside a word (`a#b`) is part of the value;
+ * - any other line (no `=`, a bad key, an unclosed quote) is reported, with its line number, in
+ *   `problems` when given, so a typo never becomes a setting or silently disappears.
+ */
+export function parseEnvFile(text: string, problems?: string[]): Record<string, string> {
   const values: Record<string, string> = {};
-  for (const raw of text.split(/\r?\n/)) {
+  text.split(/\r?\n/).forEach((raw, index) => {
     const line = raw.trim();
-    if (line === '' || line.startsWith('#')) continue;
+    if (line === '' || line.startsWith('#')) return;
     const m = /^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$/.exec(line);
-    if (!m || m[1] === undefined) continue;
-    let value = m[2] ?? '';
-    if (/^(["']).*\1$/.test(value)) value = value.slice(1, -1);
+    const value = m?.[1] !== undefined ? parseValue(m[2] ?? '') : undefined;
+    if (!m || m[1] === undefined || value === undefined) {
+      problems?.push(`line ${index + 1} is not KEY=VALUE, KEY="VALUE" or a # comment: ${JSON.stringify(line.length > 60 ? line.slice(0, 60) + '…' : line)}`);
+      return;
+    }
     values[m[1]] = value;
-  }
+  });
   return values;
+}
+
+/** The value part of a line (see parseEnvFile), or undefined when it is malformed. */
+function parseValue(rest: string): string | undefined {
+  const quote = rest[0];
+  if (quote === '"' || quote === "'") {
+    const close = rest.indexOf(quote, 1);
+    if (close < 0) return undefined;
+    const after = rest.slice(close + 1);
+    if (!/^\s*(#.*)?$/.test(after)) return undefined;
+    return rest.slice(1, close);
+  }
+  const comment = /\s#/.exec(rest);
+  return (comment ? rest.slice(0, comment.index) : rest).trimEnd();
+}
+
+/**
+ * Every WALTS_* name must be a setting walts reads (a typo would otherwise be ignored), and WAL-E
+ * names are refused unless walts reads them too: WALE_GPG_KEY_ID in particular, which would
+ * otherwise leave the archive unencrypted.
+ */
+function checkNames(values: Env, where: string, problems: string[]): void {
+  for (const [name, value] of Object.entries(values)) {
+    if (value === undefined) continue;
+    if (name.startsWith('WALTS_')) {
+      if (name in SETTINGS || OTHER_KNOWN.includes(name) || name.startsWith(RESERVED_PREFIX)) continue;
+      const hint = closest(name, [...Object.keys(SETTINGS), ...OTHER_KNOWN]);
+      problems.push(`${name} (${where}) is not a walts setting${hint ? `; did you mean ${hint}?` : ''}`);
+    } else if (name === 'WALE_GPG_KEY_ID') {
+      problems.push(
+        `WALE_GPG_KEY_ID (${where}) is not read by walts, and without WALTS_PGP_PUBLIC_KEY nothing would be encrypted: export the key to a file (gpg --export KEYID > key.pgp), set WALTS_PGP_PUBLIC_KEY to it and unset WALE_GPG_KEY_ID`,
+      );
+    } else if (name.startsWith('WALE_') && !(name in WALE_ALIASES)) {
+      problems.push(`${name} (${where}) is a WAL-E setting walts does not read; unset it (see the configuration table in README.md for the walts equivalent)`);
+    }
+  }
+  for (const [alias, setting] of Object.entries(WALE_ALIASES)) {
+    const a = nonEmpty(values[alias]);
+    const b = nonEmpty(values[setting]);
+    if (a !== undefined && b !== undefined && a.replace(/\/+$/, '') !== b.replace(/\/+$/, '')) {
+      problems.push(`${setting} and its alias ${alias} are both set (${where}) to different stores (${JSON.stringify(b)}, ${JSON.stringify(a)}); unset ${alias}`);
+    }
+  }
+}
+
+/** The known name within edit distance 2 of `name`, if exactly one is closest. */
+function closest(name: string, known: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestD = 3;
+  for (const k of known) {
+    const d = editDistance(name, k);
+    if (d < bestD) [best, bestD] = [k, d];
+  }
+  return best;
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) cur[j] = Math.min((prev[j] ?? 0) + 1, (cur[j - 1] ?? 0) + 1, (prev[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = cur;
+  }
+  return prev[b.length] ?? 0;
 }
 
 function readConfigFile(path: string, sources: ConfigSources, problems: string[]): Record<string, string> {
   try {
     const { text, mode } = sources.readFile(path);
-    const values = parseEnvFile(text);
+    const lineProblems: string[] = [];
+    const values = parseEnvFile(text, lineProblems);
+    for (const p of lineProblems) problems.push(`WALTS_CONFIG: ${path}: ${p}`);
     if ((mode & 0o077) !== 0 && SECRET_SETTINGS.some((s) => values[s] !== undefined)) {
       problems.push(`WALTS_CONFIG: ${path} holds secrets but is readable by group or others (chmod 600 it)`);
     }

@@ -32,5 +32,8 @@ export const ENVIRONMENT_HELP = [
   'AWS credentials and region come from the standard AWS chain (AWS_ACCESS_KEY_ID and',
   'AWS_SECRET_ACCESS_KEY, AWS_PROFILE, web identity, instance role).',
   'WALTS_PGP_PASSPHRASE or WALTS_PGP_PASSPHRASE_FILE unlocks a protected private key.',
+  'Unknown WALTS_* names and WAL-E names walts does not read (WALE_GPG_KEY_ID: use',
+  'WALTS_PGP_PUBLIC_KEY) are errors; WALE_S3_PREFIX is read as WALTS_STORE. In a config file',
+  "an unquoted value ends at ' #' (a comment).",
   'Logs are JSON lines on stderr. Full guide: docs/ in the walts repository.',
 ].join('\n');

@@ -39,7 +39,7 @@ export async function runCommand(
   options: RunOptions = {},
 ): Promise<void> {
   options.preflight?.();
-  const sources = { env: process.env, flags: argv, readFile: readConfigFile };
+  const sources = { env: process.env, flags: argv, readFile: readConfigFile, fileMode: (path: string) => statSync(path).mode };
   const config = loadConfig(sources);
   runtime.onConfig?.(config);
   // AWS_* settings from a config file reach the SDK's credential chain like real environment variables.

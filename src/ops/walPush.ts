@@ -5,8 +5,9 @@
  *
  * Order of work: validate the name and the file; then, at the same time, encode the file into a
  * spool (hashing the plain bytes on the way) and ask the store what it already has under that name
- * and which cluster owns it; decide; upload with create-if-absent; verify where the store cannot
- * enforce create-if-absent.
+ * and which cluster owns it; judge objects without usable metadata by their content; decide; where
+ * the store cannot enforce create-if-absent, decide again right before uploading; upload with
+ * create-if-absent; where the store cannot enforce it, read back and verify.
  */
 import { promises as fsp } from 'node:fs';
 import { basename, resolve } from 'node:path';
@@ -14,8 +15,9 @@ import { checkSameCluster, conditionalCreateTrusted, ensureClusterRecord, readCl
 import { walKey } from '../archive/layout';
 import { completeFacts, objectMetadata, type PlainFacts } from '../archive/objectMeta';
 import { findWalVariants, sameFacts, type WalVariant } from '../archive/walObjects';
+import { readWalObject } from '../archive/walRead';
 import type { Deps } from '../deps';
-import { IntegrityError, ObjectExistsError, UnavailableError, UsageError } from '../errors';
+import { ConfigError, IntegrityError, NotFoundError, ObjectExistsError, UnavailableError, UsageError } from '../errors';
 import { LONG_HEADER_SIZE, parseWalSegmentHeader, type WalSegmentHeader } from '../postgres/walHeader';
 import { isValidSegmentSize, parseSegmentName, parseWalFileName, segmentStartLsn, type WalFileName } from '../postgres/walName';
 import { DigestStream, pipeStages } from '../util/streams';
@@ -77,7 +79,7 @@ export async function walPush(deps: Deps, args: WalPushArgs): Promise<WalPushRes
     }
 
     const key = walKey(name, codecs.writeSuffix);
-    const decision = decide(name, plain, variants);
+    const decision = decide(name, plain, await judgeUnvouched(deps, variants, signal));
     if (decision === 'already-archived') {
       log.warn({ wal: name.name }, 'already archived with identical content; nothing uploaded');
       return { name: name.name, key, outcome: 'already-archived', plainBytes: plain.size, storedBytes: 0, replaced: [] };
@@ -87,6 +89,16 @@ export async function walPush(deps: Deps, args: WalPushArgs): Promise<WalPushRes
     if (stale.length > 0) log.warn({ wal: name.name, keys: stale.map((v) => v.info.key) }, 'replacing incomplete object(s) (size differs from the size recorded with it, or no walts metadata)');
 
     const metadata = objectMetadata(plain, spooled.size, header?.systemIdentifier);
+    if (!trusted) {
+      // The store may ignore create-if-absent: look again right before the upload, so that the
+      // window in which another writer's object can be overwritten is one PUT long, not the
+      // whole encode (docs/storage-format.md, "Stores that ignore If-None-Match").
+      const again = decide(name, plain, await judgeUnvouched(deps, await findWalVariants(storage, name, signal), signal));
+      if (again === 'already-archived') {
+        log.warn({ wal: name.name }, 'archived with identical content by another writer while this push ran; nothing uploaded');
+        return { name: name.name, key, outcome: 'already-archived', plainBytes: plain.size, storedBytes: 0, replaced: [] };
+      }
+    }
     try {
       await storage.put(key, spooled.body(), { ifAbsent: !overwrite, metadata, size: spooled.size, signal });
     } catch (err) {
@@ -173,6 +185,30 @@ function decide(name: WalFileName, plain: PlainFacts, variants: readonly WalVari
   }
   if (complete.length > 0) return 'already-archived';
   return { replace: variants.filter((v) => !v.facts) };
+}
+
+/**
+ * Objects walts cannot vouch for by their metadata (none, or a stored size that does not match) are
+ * judged by their content where this host can decode them: intact content counts as what it is
+ * (identical ⇒ nothing to do, different ⇒ refused), so nothing decodable is ever overwritten on the
+ * word of missing metadata. Objects that fail to decode stay unvouched and are replaced; so are
+ * encrypted ones on a host without the private key (an archive host): walts never leaves an object
+ * it published without metadata while its writer may still acknowledge it (docs/storage-format.md).
+ */
+async function judgeUnvouched(deps: Deps, variants: readonly WalVariant[], signal?: AbortSignal): Promise<WalVariant[]> {
+  return Promise.all(
+    variants.map(async (v) => {
+      if (v.facts) return v;
+      try {
+        const read = await readWalObject(deps, v.info.key, false, signal);
+        deps.log.warn({ key: v.info.key }, 'object without usable walts metadata: judged by its decoded content');
+        return { ...v, facts: { sha256: read.sha256, size: read.size } };
+      } catch (err) {
+        if (err instanceof IntegrityError || err instanceof ConfigError || err instanceof NotFoundError) return v;
+        throw err;
+      }
+    }),
+  );
 }
 
 async function judgeExisting(deps: Deps, key: string, name: WalFileName, plain: PlainFacts): Promise<'same'> {

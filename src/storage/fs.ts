@@ -1,26 +1,52 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { constants, createReadStream, promises as fsp } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { NotFoundError, ObjectExistsError, UnavailableError } from '../errors';
+import { BIND, bound, memoHash, stripBinding, type ObjectStat } from './fsSideFile';
 import { assertValidKey, META_SUFFIX, type ObjectInfo, type PutOptions, type Storage, type StoredObject } from './storage';
 
 const TMP_PREFIX = '.tmp.';
 
 /**
+ * Points between the steps of a put, for tests that interleave writers deterministically (a hook
+ * may wait on a promise the test controls). Production code passes none.
+ */
+export interface FsStorageHooks {
+  /** The object's directory exists (a concurrent delete may remove it right now). */
+  afterMkdir?(key: string): Promise<void> | void;
+  /** Object and side file are written to their temp files, nothing is published. */
+  beforePublish?(key: string): Promise<void> | void;
+  /** The object is published (link or rename done), its side file not yet. */
+  afterObject?(key: string): Promise<void> | void;
+  /** Object and side file are published, the directory not yet fsynced. */
+  afterMeta?(key: string): Promise<void> | void;
+}
+
+/**
  * A store in a local or network (NFS) directory. How it keeps the Storage contract:
- * - atomic publish: write a hidden temp file beside the target, fsync it, then rename (or link, for
- *   create-if-absent: link(2) fails with EEXIST atomically, also on NFS), then fsync the directory;
- * - metadata lives in `<key>.meta.json`, published before the object, so an object never appears
- *   without its metadata. A crash can leave a metadata file without an object: that key counts as
- *   absent and the next put replaces it.
+ * - atomic publish: the object and its side file are written to hidden temp files beside the
+ *   target and fsynced; then the object is published with link(2) (create-if-absent: it fails with
+ *   EEXIST atomically, also on NFS) or rename(2), and only then the side file, and the directory is
+ *   fsynced. The object's link is the single decision point: a writer that loses it publishes nothing.
+ * - the side file `<key>.meta.json` is bound to its object: it records the object's size, inode and
+ *   SHA-256 of the stored bytes, and describes the object only when they match. A side file left by
+ *   another object (a crash, an overwrite in progress) is ignored.
+ * - between the two publish steps (or after a crash there) the object has no side file yet, but its
+ *   writer's temp side file, fsynced before the link, is beside it: any reader that finds an object
+ *   without a bound side file looks for a bound temp side file, uses it and puts it in place. So a
+ *   second writer learns the first one's content at once, and a crash needs no manual repair.
+ * - delete removes directories it leaves empty; a put whose directory vanished recreates it.
  */
 export class FsStorage implements Storage {
   readonly conditionalCreate = 'enforced' as const;
-  #owner: Promise<{ uid: number; gid: number } | undefined> | undefined;
+  #owner: Promise<Owner | undefined> | undefined;
   readonly description: string;
 
-  constructor(readonly root: string) {
+  constructor(
+    readonly root: string,
+    private readonly hooks: FsStorageHooks = {},
+  ) {
     this.description = `file://${root}`;
   }
 
@@ -29,18 +55,16 @@ export class FsStorage implements Storage {
     const path = this.path(key);
     const dir = dirname(path);
     const owner = await this.owner();
-    await this.io(`create directory for ${key}`, () => this.mkdirs(dir, owner));
     const objTmp = tempName(path);
     const metaTmp = options.metadata ? tempName(path + META_SUFFIX) : undefined;
     try {
-      await this.io(`write ${key}`, async () => {
-        await writeDurably(objTmp, body, options.signal, owner);
-        if (metaTmp) await writeDurably(metaTmp, Buffer.from(JSON.stringify(options.metadata)), options.signal, owner);
-      });
-      if (options.ifAbsent && (await exists(path))) throw new ObjectExistsError(key);
+      const written = await this.writeTemp(key, dir, objTmp, body, options.signal, owner);
+      if (metaTmp) {
+        const side = { ...options.metadata, [BIND.size]: String(written.size), [BIND.sha256]: written.sha256, [BIND.ino]: String(written.ino) };
+        await this.io(`write ${key}`, () => writeDurably(metaTmp, Buffer.from(JSON.stringify(side)), options.signal, owner));
+      }
+      await this.hooks.beforePublish?.(key);
       await this.io(`publish ${key}`, async () => {
-        if (metaTmp) await fsp.rename(metaTmp, path + META_SUFFIX);
-        else await fsp.rm(path + META_SUFFIX, { force: true });
         if (options.ifAbsent) {
           try {
             await fsp.link(objTmp, path);
@@ -51,8 +75,14 @@ export class FsStorage implements Storage {
         } else {
           await fsp.rename(objTmp, path);
         }
-        await fsyncDir(dir);
       });
+      await this.hooks.afterObject?.(key);
+      await this.io(`publish metadata of ${key}`, async () => {
+        if (metaTmp) await fsp.rename(metaTmp, path + META_SUFFIX);
+        else await fsp.rm(path + META_SUFFIX, { force: true });
+      });
+      await this.hooks.afterMeta?.(key);
+      await this.io(`sync directory of ${key}`, () => fsyncDir(dir));
     } finally {
       await fsp.rm(objTmp, { force: true });
       if (metaTmp) await fsp.rm(metaTmp, { force: true });
@@ -65,7 +95,7 @@ export class FsStorage implements Storage {
     const handle = await this.io(`open ${key}`, () => fsp.open(path, 'r'), key);
     try {
       const stat = await handle.stat();
-      const metadata = await this.readMeta(key);
+      const metadata = await this.readMeta(key, stat, handle);
       const body = createReadStream('', { fd: handle, autoClose: true });
       return { key, size: stat.size, lastModified: stat.mtime, metadata, body };
     } catch (err) {
@@ -79,9 +109,10 @@ export class FsStorage implements Storage {
     try {
       const stat = await fsp.stat(this.path(key));
       if (!stat.isFile()) return undefined;
-      return { key, size: stat.size, lastModified: stat.mtime, metadata: await this.readMeta(key) };
+      return { key, size: stat.size, lastModified: stat.mtime, metadata: await this.readMeta(key, stat) };
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      if (err instanceof UnavailableError) throw err;
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined; // also: deleted while being read
       throw this.unavailable(`stat ${key}`, err);
     }
   }
@@ -93,6 +124,7 @@ export class FsStorage implements Storage {
   }
 
   async delete(keys: readonly string[]): Promise<void> {
+    const dirs = new Set<string>();
     for (const key of keys) {
       assertValidKey(key);
       const path = this.path(key);
@@ -100,7 +132,10 @@ export class FsStorage implements Storage {
         await fsp.rm(path, { force: true });
         await fsp.rm(path + META_SUFFIX, { force: true });
       });
+      dirs.add(dirname(path));
     }
+    // Deepest first, so a parent is tried after its children.
+    for (const dir of [...dirs].sort((a, b) => b.length - a.length)) await this.pruneEmpty(dir);
   }
 
   async close(): Promise<void> {}
@@ -127,8 +162,8 @@ export class FsStorage implements Storage {
         const asDir = key + '/';
         if (asDir.startsWith(prefix) || prefix.startsWith(asDir)) yield* this.walk(key, prefix);
       } else if (e.isFile() && key.startsWith(prefix)) {
-        const info = await this.head(key);
-        if (info) yield { ...info, metadata: {} };
+        const info = await this.statFile(key);
+        if (info) yield info;
       }
     }
   }
@@ -137,7 +172,7 @@ export class FsStorage implements Storage {
    * Run as root (an operator running backup-push or delete by hand), walts gives what it creates to
    * the owner of the store directory, so that the archiver (the postgres user) can still write there.
    */
-  private async owner(): Promise<{ uid: number; gid: number } | undefined> {
+  private async owner(): Promise<Owner | undefined> {
     if (process.getuid?.() !== 0) return undefined;
     this.#owner ??= fsp.stat(this.root).then(
       (st) => (st.uid === 0 ? undefined : { uid: st.uid, gid: st.gid }),
@@ -146,7 +181,7 @@ export class FsStorage implements Storage {
     return this.#owner;
   }
 
-  private async mkdirs(dir: string, owner: { uid: number; gid: number } | undefined): Promise<void> {
+  private async mkdirs(dir: string, owner: Owner | undefined): Promise<void> {
     const first = await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
     if (!first || !owner) return;
     // Every directory mkdir created, from the first one down to `dir`.
@@ -157,14 +192,111 @@ export class FsStorage implements Storage {
     return join(this.root, ...key.split('/'));
   }
 
-  private async readMeta(key: string): Promise<Record<string, string>> {
+  /** Size and date of a listed file, without its metadata; undefined if it went away meanwhile. */
+  private async statFile(key: string): Promise<ObjectInfo | undefined> {
     try {
-      const parsed: unknown = JSON.parse(await fsp.readFile(this.path(key) + META_SUFFIX, 'utf8'));
-      return parsed && typeof parsed === 'object' ? (parsed as Record<string, string>) : {};
+      const stat = await fsp.stat(this.path(key));
+      return stat.isFile() ? { key, size: stat.size, lastModified: stat.mtime, metadata: {} } : undefined;
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {};
-      if (err instanceof SyntaxError) return {}; // a torn side file proves nothing: treat as absent
-      throw this.unavailable(`read metadata of ${key}`, err);
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw this.unavailable(`stat ${key}`, err);
+    }
+  }
+
+  /**
+   * The metadata of the object at `key` whose stat is `stat`: its side file if bound to it, else a
+   * bound temp side file of the writer that published it (which is then put in place), else none.
+   */
+  private async readMeta(key: string, stat: ObjectStat, handle?: fsp.FileHandle): Promise<Record<string, string>> {
+    const path = this.path(key);
+    const hash = memoHash(handle, path);
+    const side = await this.readSide(path + META_SUFFIX, `read metadata of ${key}`);
+    if (side && (await bound(side, stat, hash))) return stripBinding(side);
+    let names: string[];
+    try {
+      names = await fsp.readdir(dirname(path));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw this.unavailable(`list ${dirname(key) || '/'}`, err);
+      names = [];
+    }
+    const tail = `.${basename(path)}${META_SUFFIX}`;
+    for (const name of names.filter((n) => n.startsWith(TMP_PREFIX) && n.endsWith(tail) && n.length === TMP_PREFIX.length + 12 + tail.length)) {
+      const candidate = await this.readSide(join(dirname(path), name), `read metadata of ${key}`);
+      // A temp side file carries a binding only when walts wrote it; legacy ones never count here.
+      if (!candidate?.[BIND.sha256] || !(await bound(candidate, stat, hash))) continue;
+      await this.adopt(path + META_SUFFIX, candidate);
+      return stripBinding(candidate);
+    }
+    // The writer may have renamed its temp side file into place between the two reads above.
+    const again = await this.readSide(path + META_SUFFIX, `read metadata of ${key}`);
+    if (again && (await bound(again, stat, hash))) return stripBinding(again);
+    return {};
+  }
+
+  /**
+   * Puts an adopted side file in place, best effort: a read-only store still gets the right answer,
+   * and the writer that owns it, if still running, renames an identical file over it.
+   */
+  private async adopt(metaPath: string, side: Record<string, string>): Promise<void> {
+    const tmp = tempName(metaPath);
+    try {
+      await writeDurably(tmp, Buffer.from(JSON.stringify(side)), undefined, await this.owner());
+      await fsp.rename(tmp, metaPath);
+    } catch {
+      // Nothing to repair with: the next reader looks again.
+    } finally {
+      await fsp.rm(tmp, { force: true }).catch(() => undefined);
+    }
+  }
+
+  private async readSide(path: string, what: string): Promise<Record<string, string> | undefined> {
+    try {
+      const parsed: unknown = JSON.parse(await fsp.readFile(path, 'utf8'));
+      if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) return undefined;
+      const entries = Object.entries(parsed as Record<string, unknown>).filter((e): e is [string, string] => typeof e[1] === 'string');
+      return Object.fromEntries(entries);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      if (err instanceof SyntaxError) return undefined; // a torn side file proves nothing: treat as absent
+      throw this.unavailable(what, err);
+    }
+  }
+
+  /**
+   * Writes the object's temp file, creating its directory. A concurrent delete may remove an empty
+   * directory between the mkdir and the create of the temp file; then the directory is made again
+   * (once the temp file exists, the directory is not empty and stays).
+   */
+  private async writeTemp(key: string, dir: string, tmp: string, body: Buffer | Readable, signal: AbortSignal | undefined, owner: Owner | undefined): Promise<Written> {
+    for (let attempt = 1; ; attempt++) {
+      let step = `create directory for ${key}`;
+      try {
+        await this.mkdirs(dir, owner);
+        await this.hooks.afterMkdir?.(key);
+        step = `write ${key}`;
+        return await writeDurably(tmp, body, signal, owner);
+      } catch (err) {
+        // A stream body is consumed only once the file is open, so ENOENT (from mkdir -p or the
+        // open) is always retryable; a directory that keeps vanishing is a real problem after a few tries.
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT' && attempt < 5) continue;
+        if ((err as Error).name === 'AbortError') throw err;
+        throw this.unavailable(step, err);
+      }
+    }
+  }
+
+  /** Removes `dir` and its parents while they are empty, never the store root. */
+  private async pruneEmpty(dir: string): Promise<void> {
+    const root = join(this.root, '.');
+    for (let d = dir; d !== root && d.startsWith(root + '/'); d = dirname(d)) {
+      try {
+        await fsp.rmdir(d);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT') continue; // a concurrent delete got there first
+        if (code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'EBUSY') return;
+        throw this.unavailable(`remove empty directory ${d.slice(root.length + 1)}`, err);
+      }
     }
   }
 
@@ -173,7 +305,7 @@ export class FsStorage implements Storage {
     try {
       return await fn();
     } catch (err) {
-      if (err instanceof ObjectExistsError || (err as Error).name === 'AbortError') throw err;
+      if (err instanceof ObjectExistsError || err instanceof UnavailableError || (err as Error).name === 'AbortError') throw err;
       if (notFoundKey && (err as NodeJS.ErrnoException).code === 'ENOENT') {
         throw new NotFoundError(`${notFoundKey} not found in ${this.description}`);
       }
@@ -193,21 +325,37 @@ function tempName(path: string): string {
   return join(dirname(path), `${TMP_PREFIX}${randomBytes(6).toString('hex')}.${path.slice(dirname(path).length + 1)}`);
 }
 
-async function writeDurably(path: string, body: Buffer | Readable, signal?: AbortSignal, owner?: { uid: number; gid: number }): Promise<void> {
+type Owner = { uid: number; gid: number };
+
+interface Written {
+  readonly size: number;
+  readonly sha256: string;
+  readonly ino: number;
+}
+
+async function writeDurably(path: string, body: Buffer | Readable, signal?: AbortSignal, owner?: Owner): Promise<Written> {
   const handle = await fsp.open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+  const hash = createHash('sha256');
+  let size = 0;
   try {
     if (owner) await handle.chown(owner.uid, owner.gid);
     if (Buffer.isBuffer(body)) {
+      hash.update(body);
+      size = body.length;
       await handle.writeFile(body, { signal });
     } else {
       // Plain writes, not a write stream on the handle: such a stream keeps a hold on the handle
       // that makes close() wait forever.
       for await (const chunk of body) {
         signal?.throwIfAborted();
+        hash.update(chunk as Buffer);
+        size += (chunk as Buffer).length;
         await handle.write(chunk as Buffer);
       }
     }
     await handle.sync();
+    const ino = (await handle.stat()).ino;
+    return { size, sha256: hash.digest('hex'), ino };
   } finally {
     await handle.close();
   }
@@ -222,15 +370,5 @@ async function fsyncDir(dir: string): Promise<void> {
     if (!['EINVAL', 'EISDIR', 'EBADF'].includes((err as NodeJS.ErrnoException).code ?? '')) throw err;
   } finally {
     await handle.close();
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await fsp.stat(path);
-    return true;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw err;
   }
 }

@@ -100,6 +100,37 @@ export function describeStorage(name: string, open: OpenStorage, options: Contra
       expect((await readAll(obj.body)).toString()).toBe('original');
     }, T);
 
+    it('of concurrent ifAbsent puts with different content, exactly one succeeds and the store holds its content and metadata', async () => {
+      const s = await fresh();
+      if (s.conditionalCreate !== 'enforced') return; // see the S3 tests for stores that may ignore the condition
+      const bodies = ['alpha', 'bravo-2', 'charlie', 'delta-44'];
+      const results = await Promise.allSettled(bodies.map((b, i) => s.put('race/one', Buffer.from(b), { ifAbsent: true, metadata: { writer: String(i) } })));
+      const winners = results.flatMap((r, i) => (r.status === 'fulfilled' ? [i] : []));
+      expect(winners).toHaveLength(1);
+      for (const r of results) if (r.status === 'rejected') expect(r.reason).toBeInstanceOf(ObjectExistsError);
+      const obj = await s.get('race/one');
+      expect(obj.metadata).toEqual({ writer: String(winners[0]) });
+      expect((await readAll(obj.body)).toString()).toBe(bodies[winners[0] ?? 0]);
+    }, T);
+
+    it('an overwrite of the same size never shows the old metadata with the new content', async () => {
+      const s = await fresh();
+      await s.put('ow/same', Buffer.from('aaaa'), { metadata: { v: 'a' } });
+      await s.put('ow/same', Buffer.from('bbbb'), { metadata: { v: 'b' } });
+      const obj = await s.get('ow/same');
+      expect({ body: (await readAll(obj.body)).toString(), meta: obj.metadata }).toEqual({ body: 'bbbb', meta: { v: 'b' } });
+    }, T);
+
+    it('puts again into a folder whose last object was deleted', async () => {
+      const s = await fresh();
+      await s.put('gone/deep/a', Buffer.from('a'), { metadata: { v: '1' } });
+      await s.delete(['gone/deep/a']);
+      expect(await listKeys(s, '')).toEqual([]);
+      await s.put('gone/deep/b', Buffer.from('b'), { ifAbsent: true, metadata: { v: '2' } });
+      expect(await listKeys(s, 'gone/')).toEqual(['gone/deep/b']);
+      expect((await s.head('gone/deep/b'))?.metadata).toEqual({ v: '2' });
+    }, T);
+
     it('overwrites content and metadata without ifAbsent; no metadata drops the old', async () => {
       const s = await fresh();
       await s.put('ow/obj', Buffer.from('first'), { metadata: { a: '1' } });

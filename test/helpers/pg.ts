@@ -7,7 +7,7 @@
  *   const pg = trackClusters();
  *   afterAll(() => pg.cleanupAll());           // stops servers and removes dirs, even after failures
  *   const src = await pg.createCluster({ name: 'src', dataChecksums: true,
- *                                        env: { WALTS_PREFIX: 'file:///...' } });
+ *                                        env: { WALTS_STORE: 'file:///...' } });
  *   src.setConf({ archive_mode: 'on', archive_command: `node ${WALTS_BIN} wal-push %p` });
  *   await src.start();
  *   await src.psql('select 1');

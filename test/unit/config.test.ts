@@ -63,4 +63,95 @@ describe('configuration', () => {
   it('parses env files as systemd and envdir users write them', () => {
     expect(parseEnvFile("A=1\n  B = 'two words'\nexport C=\"3\"\n#D=4\nnot a line\n")).toEqual({ A: '1', B: 'two words', C: '3' });
   });
+
+  describe('config file lines', () => {
+    const file = (text: string, env: Record<string, string> = {}) => ({ env: { WALTS_CONFIG: '/etc/walts.env', ...env }, readFile: () => ({ text, mode: 0o100600 }) });
+
+    it('ends an unquoted value at " #" (a trailing comment), never inside a word', () => {
+      const c = loadConfig(file('WALTS_STORE=s3://bkt/db1   # prod\nWALTS_S3_STORAGE_CLASS=STANDARD_IA\t# cheaper\nWALTS_S3_SSE_KMS_KEY_ID=key#1\nWALTS_S3_SSE=aws:kms\n'));
+      expect(c.store).toMatchObject({ bucket: 'bkt', prefix: 'db1/' });
+      expect(c.store.s3.storageClass).toBe('STANDARD_IA');
+      expect(c.store.s3.sseKmsKeyId).toBe('key#1');
+    });
+
+    it('takes quoted values literally and allows a comment after the closing quote', () => {
+      expect(parseEnvFile(`A="x # not a comment"  # comment\nB='y'`)).toEqual({ A: 'x # not a comment', B: 'y' });
+    });
+
+    it('refuses whitespace inside a store URL', () => {
+      expect(problems({ WALTS_STORE: 's3://bkt/db1   prod' })).toEqual(['WALTS_STORE must not contain whitespace, got "s3://bkt/db1   prod"']);
+      expect(problems({ WALTS_CONFIG: '/f' }, {}, () => ({ text: 'WALTS_STORE="s3://bkt/db1 # prod"\n', mode: 0o100600 }))[0]).toMatch(/^WALTS_STORE must not contain whitespace/);
+    });
+
+    it('reports malformed lines with their number, all at once', () => {
+      const p = problems({ WALTS_CONFIG: '/etc/walts.env' }, {}, () => ({ text: 'WALTS_STORE=s3://bkt/p\nnot a line\nWALTS_COMPRESSION="lz4\nB="x" y\n', mode: 0o100600 }));
+      expect(p).toEqual([
+        'WALTS_CONFIG: /etc/walts.env: line 2 is not KEY=VALUE, KEY="VALUE" or a # comment: "not a line"',
+        'WALTS_CONFIG: /etc/walts.env: line 3 is not KEY=VALUE, KEY="VALUE" or a # comment: "WALTS_COMPRESSION=\\"lz4"',
+        'WALTS_CONFIG: /etc/walts.env: line 4 is not KEY=VALUE, KEY="VALUE" or a # comment: "B=\\"x\\" y"',
+      ]);
+    });
+  });
+
+  describe('names that walts does not read', () => {
+    it('refuses an unknown WALTS_* variable in the environment, naming it and the likely setting', () => {
+      expect(problems({ WALTS_STORE: 's3://bkt/p', WALTS_COMPRESION: 'none', WALTS_FROBNICATE: '1' })).toEqual([
+        'WALTS_COMPRESION (in the environment) is not a walts setting; did you mean WALTS_COMPRESSION?',
+        'WALTS_FROBNICATE (in the environment) is not a walts setting',
+      ]);
+    });
+
+    it('refuses an unknown WALTS_* key in the config file', () => {
+      const p = problems({ WALTS_CONFIG: '/etc/walts.env' }, {}, () => ({ text: 'WALTS_STORE=s3://bkt/p\nWALTS_PGP_PUBLICKEY=/k\n', mode: 0o100600 }));
+      expect(p).toEqual(['WALTS_PGP_PUBLICKEY (in /etc/walts.env) is not a walts setting; did you mean WALTS_PGP_PUBLIC_KEY?']);
+    });
+
+    it('leaves the reserved WALTS_TEST_ prefix (test-suite knobs) and other programs\' variables alone', () => {
+      expect(problems({ WALTS_STORE: 's3://bkt/p', WALTS_TEST_PG_BINDIR: '/x', WALTS_CONFIG: '', PGHOST: 'h', AWS_REGION: 'r' })).toEqual([]);
+    });
+
+    it('refuses WALE_GPG_KEY_ID: walts needs a key file, and would otherwise write unencrypted', () => {
+      const p = problems({ WALTS_STORE: 's3://bkt/p', WALE_GPG_KEY_ID: 'ABCD1234' });
+      expect(p).toHaveLength(1);
+      expect(p[0]).toMatch(/^WALE_GPG_KEY_ID \(in the environment\) is not read by walts.*WALTS_PGP_PUBLIC_KEY/);
+      const f = problems({ WALTS_CONFIG: '/f' }, {}, () => ({ text: 'WALE_S3_PREFIX=s3://bkt/p\nWALE_GPG_KEY_ID=ABCD1234\n', mode: 0o100600 }));
+      expect(f).toHaveLength(1);
+      expect(f[0]).toMatch(/^WALE_GPG_KEY_ID \(in \/f\)/);
+    });
+
+    it('refuses other WAL-E variables it would otherwise ignore', () => {
+      expect(problems({ WALE_S3_PREFIX: 's3://bkt/p', WALE_S3_ENDPOINT: 'https+path://minio:9000' })[0]).toMatch(/^WALE_S3_ENDPOINT \(in the environment\) is a WAL-E setting walts does not read/);
+    });
+
+    it('refuses WALTS_STORE and WALE_S3_PREFIX set to different stores; the same store (up to a trailing /) is fine', () => {
+      expect(problems({ WALTS_STORE: 's3://bkt/one', WALE_S3_PREFIX: 's3://bkt/two' })).toEqual([
+        'WALTS_STORE and its alias WALE_S3_PREFIX are both set (in the environment) to different stores ("s3://bkt/one", "s3://bkt/two"); unset WALE_S3_PREFIX',
+      ]);
+      expect(problems({ WALTS_STORE: 's3://bkt/one', WALE_S3_PREFIX: 's3://bkt/one/' })).toEqual([]);
+      const f = problems({ WALTS_CONFIG: '/f' }, {}, () => ({ text: 'WALTS_STORE=s3://bkt/one\nWALE_S3_PREFIX=s3://bkt/two\n', mode: 0o100600 }));
+      expect(f[0]).toMatch(/^WALTS_STORE and its alias WALE_S3_PREFIX are both set \(in \/f\)/);
+    });
+  });
+
+  it('refuses a private key file readable by group or others, like the passphrase file; a missing one is left to the command that reads it', () => {
+    const env = { WALTS_STORE: 'file:///x', WALTS_PGP_PRIVATE_KEY: '/k/secret.asc' };
+    const modes: Record<string, number> = { '/k/secret.asc': 0o100640 };
+    const fileMode = (path: string): number => {
+      const m = modes[path];
+      if (m === undefined) throw Object.assign(new Error('nope'), { code: 'ENOENT' });
+      return m;
+    };
+    const p = (() => {
+      try {
+        loadConfig({ env, readFile: noFile, fileMode });
+        return [];
+      } catch (err) {
+        return [...(err as ConfigError).problems];
+      }
+    })();
+    expect(p).toEqual(['WALTS_PGP_PRIVATE_KEY: /k/secret.asc is readable by group or others (chmod 600 it)']);
+    modes['/k/secret.asc'] = 0o100600;
+    expect(loadConfig({ env, readFile: noFile, fileMode }).pgp.privateKeyPath).toBe('/k/secret.asc');
+    expect(loadConfig({ env: { ...env, WALTS_PGP_PRIVATE_KEY: '/k/missing' }, readFile: noFile, fileMode }).pgp.privateKeyPath).toBe('/k/missing');
+  });
 });

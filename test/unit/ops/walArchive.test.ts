@@ -199,6 +199,35 @@ describe('wal-push / wal-fetch contract (memory store)', () => {
     });
   });
 
+  describe('objects without walts metadata are judged by their decoded content, never overwritten blindly', () => {
+    async function stripped(content: Buffer): Promise<MemoryStorage> {
+      const store = new MemoryStorage();
+      const dir = pgdata();
+      await walPush(testDeps(store), { path: writeWal(dir, SEG1, content), cwd: dir });
+      const e = store.objects.get(KEY1);
+      if (e) e.metadata = {}; // as if written by hand, or its metadata lost
+      return store;
+    }
+
+    it('different content: refused with exit 3 and the object is kept', async () => {
+      const store = await stripped(fakeSegment(SEG1, { seed: 'first' }));
+      const before = Buffer.from(store.objects.get(KEY1)?.data ?? Buffer.alloc(0));
+      const dir = pgdata();
+      const err = await walPush(testDeps(store), { path: writeWal(dir, SEG1, fakeSegment(SEG1, { seed: 'second' })), cwd: dir }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(IntegrityError);
+      expect(exitCodeFor('wal-push', err)).toBe(3);
+      expect(store.objects.get(KEY1)?.data.equals(before)).toBe(true);
+    });
+
+    it('identical content: archived already, nothing uploaded', async () => {
+      const seg = fakeSegment(SEG1, { seed: 'same' });
+      const store = await stripped(seg);
+      const dir = pgdata();
+      const r = await walPush(testDeps(store), { path: writeWal(dir, SEG1, seg), cwd: dir });
+      expect(r.outcome).toBe('already-archived');
+    });
+  });
+
   it('a corrupted object fails hard and leaves no file at the destination', async () => {
     const store = new MemoryStorage();
     const dir = pgdata();

@@ -56,8 +56,75 @@ describe('FsStorage specifics', () => {
     await expect(s.put('x.meta.json', Buffer.from('x'))).rejects.toBeInstanceOf(RangeError);
     await s.put('x', Buffer.from('x'), { metadata: { a: 'b' } });
     expect(await listKeys(s, '')).toEqual(['x']);
-    expect(JSON.parse(await readFile(join(dir, 'x.meta.json'), 'utf8'))).toEqual({ a: 'b' });
+    // The side file is plain JSON: the caller's keys plus the binding to its object.
+    expect(JSON.parse(await readFile(join(dir, 'x.meta.json'), 'utf8'))).toEqual({
+      a: 'b',
+      'fs-object-size': '1',
+      'fs-object-sha256': '2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881',
+      'fs-object-ino': expect.stringMatching(/^\d+$/),
+    });
+    expect((await s.head('x'))?.metadata).toEqual({ a: 'b' });
     expect((await readAll((await s.get('x')).body)).toString()).toBe('x');
+  }, T);
+
+  it('delete removes the folders it leaves empty, up to but never the store root', async () => {
+    await s.put('walts_v1/wal/0000000100000000/seg1', Buffer.from('1'), { metadata: { a: '1' } });
+    await s.put('walts_v1/wal/0000000100000000/seg2', Buffer.from('2'));
+    await s.put('walts_v1/keep', Buffer.from('k'));
+    await s.delete(['walts_v1/wal/0000000100000000/seg1']);
+    expect(await readdir(join(dir, 'walts_v1/wal/0000000100000000'))).toEqual(['seg2']);
+    await s.delete(['walts_v1/wal/0000000100000000/seg2']);
+    expect(await readdir(join(dir, 'walts_v1'))).toEqual(['keep']);
+    await s.delete(['walts_v1/keep', 'walts_v1/missing/x']);
+    expect(await readdir(dir)).toEqual([]);
+    expect((await import('node:fs')).existsSync(dir)).toBe(true);
+  }, T);
+
+  it('a put whose folder is pruned by a concurrent delete recreates it and goes on', async () => {
+    await s.put('d/e/old', Buffer.from('o'));
+    let reached!: () => void;
+    let release!: () => void;
+    const atMkdir = new Promise<void>((r) => (reached = r));
+    const gate = new Promise<void>((r) => (release = r));
+    let paused = false;
+    const writer = new FsStorage(dir, {
+      afterMkdir: async () => {
+        if (paused) return; // only the first attempt is held
+        paused = true;
+        reached();
+        await gate;
+      },
+    });
+    const put = writer.put('d/e/new', Buffer.from('n'), { ifAbsent: true, metadata: { v: '1' } });
+    await atMkdir;
+    await s.delete(['d/e/old']); // the folder is empty now (the writer has not created its temp file yet)
+    expect((await import('node:fs')).existsSync(join(dir, 'd'))).toBe(false);
+    release();
+    await put;
+    expect(await listKeys(s, '')).toEqual(['d/e/new']);
+    expect((await s.head('d/e/new'))?.metadata).toEqual({ v: '1' });
+  }, T);
+
+  it('ignores a side file that does not belong to the object (left by another writer)', async () => {
+    await s.put('w/seg', Buffer.from('mine'), { ifAbsent: true, metadata: { who: 'me' } });
+    const foreign = join(dir, 'w', 'other');
+    await s.put('w/other', Buffer.from('them'), { metadata: { who: 'them' } }); // same size, another file
+    const { rename } = await import('node:fs/promises');
+    await rename(foreign + '.meta.json', join(dir, 'w', 'seg.meta.json'));
+    expect((await s.head('w/seg'))?.metadata).toEqual({});
+    expect((await s.get('w/seg')).metadata).toEqual({});
+  }, T);
+
+  it('after the store is copied (new inodes), side files still match their objects by content', async () => {
+    await s.put('c/seg', Buffer.from('content'), { metadata: { v: '1' } });
+    const copy = await mkdtemp(join(tmpdir(), 'walts-fs-copy-'));
+    try {
+      const { cp } = await import('node:fs/promises');
+      await cp(dir, copy, { recursive: true });
+      expect((await new FsStorage(copy).head('c/seg'))?.metadata).toEqual({ v: '1' });
+    } finally {
+      await rm(copy, { recursive: true, force: true });
+    }
   }, T);
 
   // An operator running walts as root must not lock the archiver (the store owner) out of the store.
