@@ -9,6 +9,7 @@ import { backupFetchCommand } from './cli/backupFetch';
 import { backupListCommand, backupShowCommand } from './cli/backupList';
 import { backupPushCommand } from './cli/backupPush';
 import { deleteCommand } from './cli/delete';
+import { initCommand } from './cli/init';
 import { verifyCommand } from './cli/verify';
 import { walFetchCommand } from './cli/walFetch';
 import { walPushCommand } from './cli/walPush';
@@ -46,6 +47,7 @@ export async function main(args: readonly string[]): Promise<MainResult> {
       .scriptName('walts')
       .usage('walts <command> [options]\n\nPostgreSQL WAL archiving, base backups and point-in-time restore to S3 or a directory:\nLZ4-compressed, OpenPGP-encrypted, streamed.')
       .options(GLOBAL_OPTIONS)
+      .command(initCommand)
       .command(walPushCommand)
       .command(walFetchCommand)
       .command(backupPushCommand)

@@ -12,6 +12,7 @@ import { Extractor } from '../backup/extract';
 import { checkBackupReachesTime, checkRecoveryTarget, chooseForTargetTime, recoverySettings, type RecoveryTarget } from '../backup/recovery';
 import type { BackupSentinel } from '../backup/sentinel';
 import type { ManifestEntry } from '../backup/volumes';
+import { openArchive } from '../archive/archive';
 import type { Deps } from '../deps';
 import { UsageError } from '../errors';
 import { readAll } from '../util/streams';
@@ -41,6 +42,7 @@ export interface BackupFetchResult {
 export async function backupFetch(deps: Deps, args: BackupFetchArgs): Promise<BackupFetchResult> {
   const problems = checkRecoveryTarget(args.target);
   if (problems.length > 0) throw new UsageError(problems);
+  await openArchive(deps.storage, args.signal); // "no such backup" only inside an archive that exists
   const backup = await chooseBackup(deps, args);
   const dest = resolve(args.dest);
   const tablespaceDirs = resolveTablespaces(backup, args.tablespaceMap);

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { constants, createReadStream, promises as fsp } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { NotFoundError, ObjectExistsError, UnavailableError } from '../errors';
 import { assertValidKey, META_SUFFIX, type ObjectInfo, type PutOptions, type Storage, type StoredObject } from './storage';
@@ -14,6 +14,10 @@ const TMP_PREFIX = '.tmp.';
  * - metadata lives in `<key>.meta.json`, published before the object, so an object never appears
  *   without its metadata. A crash can leave a metadata file without an object: that key counts as
  *   absent and the next put replaces it.
+ * - the root directory is never created: it must exist (mounted, or made with mkdir before `walts
+ *   init`). A missing root is an error for every call, never "not found" or an empty listing, so an
+ *   unmounted network share cannot pass for an archive that lacks a key, or quietly become a new
+ *   archive on the local disk.
  */
 export class FsStorage implements Storage {
   readonly conditionalCreate = 'enforced' as const;
@@ -29,7 +33,7 @@ export class FsStorage implements Storage {
     const path = this.path(key);
     const dir = dirname(path);
     const owner = await this.owner();
-    await this.io(`create directory for ${key}`, () => this.mkdirs(dir, owner));
+    await this.io(`create directory for ${key}`, () => this.mkdirs(dir, owner), undefined, true);
     const objTmp = tempName(path);
     const metaTmp = options.metadata ? tempName(path + META_SUFFIX) : undefined;
     try {
@@ -81,7 +85,11 @@ export class FsStorage implements Storage {
       if (!stat.isFile()) return undefined;
       return { key, size: stat.size, lastModified: stat.mtime, metadata: await this.readMeta(key) };
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        const missing = await this.rootMissing();
+        if (missing) throw missing;
+        return undefined;
+      }
       throw this.unavailable(`stat ${key}`, err);
     }
   }
@@ -114,7 +122,11 @@ export class FsStorage implements Storage {
     try {
       entries = await fsp.readdir(dirKey ? this.path(dirKey) : this.root, { withFileTypes: true });
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        const missing = await this.rootMissing();
+        if (missing) throw missing;
+        return;
+      }
       throw this.unavailable(`list ${dirKey || '/'}`, err);
     }
     const sorted = entries
@@ -146,11 +158,40 @@ export class FsStorage implements Storage {
     return this.#owner;
   }
 
+  /**
+   * Creates the folders between the root and `dir`, one level at a time and never the root itself:
+   * if the root is missing (an unmounted share), the first mkdir fails with ENOENT.
+   */
   private async mkdirs(dir: string, owner: { uid: number; gid: number } | undefined): Promise<void> {
-    const first = await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
-    if (!first || !owner) return;
-    // Every directory mkdir created, from the first one down to `dir`.
-    for (let d = dir; d.length >= first.length; d = dirname(d)) await fsp.chown(d, owner.uid, owner.gid);
+    if (await isDirectory(dir)) return; // the usual case: one stat
+    let d = this.root;
+    for (const part of relative(this.root, dir).split(sep).filter(Boolean)) {
+      d = join(d, part);
+      try {
+        await fsp.mkdir(d, { mode: 0o700 });
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'EEXIST') continue;
+        throw err;
+      }
+      if (owner) await fsp.chown(d, owner.uid, owner.gid);
+    }
+  }
+
+  /** The error for a root directory that is not there (undefined when it is, or cannot be told). */
+  private async rootMissing(): Promise<UnavailableError | undefined> {
+    let problem: string;
+    try {
+      if ((await fsp.stat(this.root)).isDirectory()) return undefined;
+      problem = 'is not a directory';
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT' && code !== 'ENOTDIR') return undefined;
+      problem = 'does not exist';
+    }
+    return new UnavailableError(
+      `${this.description}: the store directory ${this.root} ${problem} (walts never creates it: mount the share or create the directory, then run walts init)`,
+      { transient: false },
+    );
   }
 
   private path(key: string): string {
@@ -168,14 +209,19 @@ export class FsStorage implements Storage {
     }
   }
 
-  /** Runs a filesystem call, turning ENOENT on `notFoundKey` into NotFoundError and the rest into UnavailableError. */
-  private async io<T>(what: string, fn: () => Promise<T>, notFoundKey?: string): Promise<T> {
+  /**
+   * Runs a filesystem call, turning ENOENT on `notFoundKey` into NotFoundError (only while the root
+   * exists; ENOENT with `rootCheck` into the missing-root error) and the rest into UnavailableError.
+   */
+  private async io<T>(what: string, fn: () => Promise<T>, notFoundKey?: string, rootCheck = false): Promise<T> {
     try {
       return await fn();
     } catch (err) {
       if (err instanceof ObjectExistsError || (err as Error).name === 'AbortError') throw err;
-      if (notFoundKey && (err as NodeJS.ErrnoException).code === 'ENOENT') {
-        throw new NotFoundError(`${notFoundKey} not found in ${this.description}`);
+      if ((notFoundKey || rootCheck) && (err as NodeJS.ErrnoException).code === 'ENOENT') {
+        const missing = await this.rootMissing();
+        if (missing) throw missing;
+        if (notFoundKey) throw new NotFoundError(`${notFoundKey} not found in ${this.description}`);
       }
       throw this.unavailable(what, err);
     }
@@ -222,6 +268,14 @@ async function fsyncDir(dir: string): Promise<void> {
     if (!['EINVAL', 'EISDIR', 'EBADF'].includes((err as NodeJS.ErrnoException).code ?? '')) throw err;
   } finally {
     await handle.close();
+  }
+}
+
+async function isDirectory(path: string): Promise<boolean> {
+  try {
+    return (await fsp.stat(path)).isDirectory();
+  } catch {
+    return false;
   }
 }
 
