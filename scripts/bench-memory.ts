@@ -27,7 +27,7 @@ import * as openpgp from 'openpgp';
 import { formatBytes, table } from '../src/cli/format';
 import { chownToPg, trackClusters } from '../test/helpers/pg';
 import { baseEnv, run, WALTS_BIN } from '../test/helpers/run';
-import { startStore, waltsCommand, type TestStore } from '../test/helpers/stores';
+import { initArchive, startStore, waltsCommand, type TestStore } from '../test/helpers/stores';
 
 const GNU_TIME = '/usr/bin/time';
 const out = (s: string) => process.stdout.write(s);
@@ -152,6 +152,7 @@ async function main(): Promise<number> {
       await chownToPg(f);
     }
     const pushEnv = { ...store.env, WALTS_PGP_PUBLIC_KEY: keys.pub };
+    await initArchive(pushEnv); // records that the archive is encrypted
     const fetchEnv = { ...store.env, WALTS_PGP_PRIVATE_KEY: keys.priv, WALTS_PGP_PASSPHRASE_FILE: keys.pass };
 
     const extra = Object.entries(extraEnv()).map(([k, v]) => `${k}=${v}`).join(' ');

@@ -13,7 +13,7 @@ import * as openpgp from 'openpgp';
 import { loadConfig } from '../src/config';
 import { openStorage } from '../src/storage/open';
 import { chownToPg, trackClusters, type Cluster } from '../test/helpers/pg';
-import { startStore, waltsCommand } from '../test/helpers/stores';
+import { initArchive, startStore, waltsCommand } from '../test/helpers/stores';
 import { runWalts } from '../test/helpers/run';
 import { formatBytes } from '../src/cli/format';
 
@@ -39,7 +39,8 @@ const snapshot = async (c: Cluster) => {
 
 async function main(): Promise<number> {
   const reg = trackClusters();
-  const store = await startStore(useS3 ? 's3' : 'file', reg, 'demo');
+  // Created below with `walts init`, as an operator would, once the public key exists.
+  const store = await startStore(useS3 ? 's3' : 'file', reg, 'demo', { init: false });
   try {
     out(`walts demo: base backup and point-in-time restore with real PostgreSQL 15\n`);
     out(`  store: ${store.env['WALTS_STORE']}${useS3 ? ` (embedded S3 server at ${store.env['WALTS_S3_ENDPOINT']})` : ''}\n`);
@@ -59,6 +60,8 @@ async function main(): Promise<number> {
     });
     const archiveEnv = { ...store.env, WALTS_PGP_PUBLIC_KEY: keys.pub };
     const restoreEnv = { ...store.env, WALTS_PGP_PRIVATE_KEY: keys.priv, WALTS_PGP_PASSPHRASE_FILE: keys.pass };
+
+    await step('walts init: create the archive, recorded as encrypted', () => initArchive(archiveEnv), (text) => text.trim().replace(/^walts: /, ''));
 
     const primary = await step(`primary cluster with archive_command = 'walts wal-push %p'`, async () => {
       const c = await reg.createCluster({ name: 'primary', dataChecksums: true, env: archiveEnv, conf: { archive_mode: 'on', archive_command: waltsCommand('wal-push %p') } });

@@ -9,6 +9,7 @@ import { backupFetchCommand } from './cli/backupFetch';
 import { backupListCommand, backupShowCommand } from './cli/backupList';
 import { backupPushCommand } from './cli/backupPush';
 import { deleteCommand } from './cli/delete';
+import { initCommand } from './cli/init';
 import { verifyCommand } from './cli/verify';
 import { walFetchCommand } from './cli/walFetch';
 import { walPushCommand } from './cli/walPush';
@@ -44,8 +45,9 @@ export async function main(args: readonly string[]): Promise<MainResult> {
   try {
     const parser = yargs([...args])
       .scriptName('walts')
-      .usage('walts <command> [options]\n\nPostgreSQL WAL archiving, base backups and point-in-time restore to S3 or a directory:\nLZ4-compressed, OpenPGP-encrypted, streamed.')
+      .usage('walts <command> [options]\n\nPostgreSQL WAL archiving, base backups and point-in-time restore to S3 or a directory:\nLZ4-compressed, OpenPGP-encrypted, streamed.\n\nStart with walts init: it creates the archive at WALTS_STORE, which every other command requires.')
       .options(GLOBAL_OPTIONS)
+      .command(initCommand)
       .command(walPushCommand)
       .command(walFetchCommand)
       .command(backupPushCommand)

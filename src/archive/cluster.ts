@@ -1,14 +1,15 @@
 /**
  * The identity record of the cluster that owns a prefix (`walts_v1/cluster.json`), written with
- * create-if-absent by the first push of a WAL segment. It also remembers whether the storage
- * service honours conditional create, probed once at that moment, so that no push pays for a probe.
+ * create-if-absent by `walts init --pgdata` or else by the first push of a WAL segment. Archives made
+ * before `walts init` existed also keep here whether the storage service honours conditional create
+ * (probed at their first push); newer archives keep that in archive.json, probed by `walts init`.
  */
 import type { Logger } from 'pino';
 import { IntegrityError, ObjectExistsError } from '../errors';
 import type { WalSegmentHeader } from '../postgres/walHeader';
 import type { Storage } from '../storage/storage';
 import { readAll } from '../util/streams';
-import { CLUSTER_KEY, PROBE_PREFIX } from './layout';
+import { CLUSTER_KEY } from './layout';
 
 export interface ClusterRecord {
   readonly format: 1;
@@ -41,7 +42,7 @@ export async function readClusterRecord(storage: Storage, signal?: AbortSignal):
 }
 
 /** Refuses a segment from another cluster, or of another WAL format, than the one that owns the prefix. */
-export function checkSameCluster(record: ClusterRecord, header: WalSegmentHeader, what: string): void {
+export function checkSameCluster(record: ClusterRecord, header: Pick<WalSegmentHeader, 'systemIdentifier' | 'segmentSize'>, what: string): void {
   if (record.system_identifier !== header.systemIdentifier) {
     throw new IntegrityError(
       `${what} belongs to database system ${header.systemIdentifier}, but this store belongs to system ${record.system_identifier}; use a separate WALTS_STORE prefix per cluster`,
@@ -59,18 +60,10 @@ export function checkSameCluster(record: ClusterRecord, header: WalSegmentHeader
 export async function ensureClusterRecord(
   storage: Storage,
   existing: ClusterRecord | undefined,
-  header: WalSegmentHeader,
+  header: Pick<WalSegmentHeader, 'systemIdentifier' | 'pgMajor' | 'magic' | 'segmentSize'>,
   deps: { log: Logger; host: string; now: () => Date },
 ): Promise<ClusterRecord> {
   if (existing) return existing;
-  let conditional: ClusterRecord['conditional_put'];
-  if (storage.conditionalCreate === 'unverified' && storage.probeConditionalCreate) {
-    const honoured = await storage.probeConditionalCreate(PROBE_PREFIX);
-    conditional = { service: storage.description, honoured };
-    if (!honoured) {
-      deps.log.warn({ store: storage.description }, 'store ignores conditional create (If-None-Match); walts verifies each new WAL object after upload instead. Run one archiver per prefix.');
-    }
-  }
   const record: ClusterRecord = {
     format: 1,
     system_identifier: header.systemIdentifier,
@@ -79,7 +72,6 @@ export async function ensureClusterRecord(
     wal_segment_size: header.segmentSize,
     created_at: deps.now().toISOString(),
     created_by: deps.host,
-    conditional_put: conditional,
   };
   try {
     await storage.put(CLUSTER_KEY, Buffer.from(JSON.stringify(record, null, 2) + '\n'), { ifAbsent: true });
@@ -93,8 +85,11 @@ export async function ensureClusterRecord(
   }
 }
 
-/** Whether create-if-absent can be trusted alone on this store, or each create must be verified. */
-export function conditionalCreateTrusted(storage: Storage, record: ClusterRecord | undefined): boolean {
+/**
+ * Whether create-if-absent can be trusted alone on this store, or each create must be verified:
+ * from the probe `walts init` recorded in archive.json, or the one older archives kept in cluster.json.
+ */
+export function conditionalCreateTrusted(storage: Storage, ...records: ReadonlyArray<{ conditional_put?: ClusterRecord['conditional_put'] } | undefined>): boolean {
   if (storage.conditionalCreate === 'enforced') return true;
-  return record?.conditional_put?.service === storage.description && record.conditional_put.honoured;
+  return records.some((r) => r?.conditional_put?.service === storage.description && r.conditional_put.honoured);
 }

@@ -1,6 +1,7 @@
 /**
  * Where everything lives in a store. Pure: the only module that builds keys.
  *
+ *   walts_v1/archive.json                                    the archive exists: written by `walts init`
  *   walts_v1/cluster.json                                    identity of the cluster that owns the prefix
  *   walts_v1/wal/<timeline+log id, 16 hex>/<segment><codecs>  segments, .partial and .backup files
  *   walts_v1/wal/history/<TLI>.history<codecs>               timeline history files
@@ -15,6 +16,8 @@ import { parseWalFileName, type WalFileName } from '../postgres/walName';
 
 export const LAYOUT_VERSION = 1;
 export const ROOT = `walts_v${LAYOUT_VERSION}`;
+/** Proof that the archive exists (see archive/archive.ts). */
+export const ARCHIVE_KEY = `${ROOT}/archive.json`;
 export const CLUSTER_KEY = `${ROOT}/cluster.json`;
 export const WAL_ROOT = `${ROOT}/wal`;
 export const HISTORY_DIR = `${WAL_ROOT}/history`;

@@ -34,7 +34,8 @@ export const backupPushCommand: CommandModule<object, Args> = {
       .epilogue(
         `The backup exists once its sentinel is written, after every volume, the manifest and every WAL
 file from its start to its stop segment are in the store (archive_command must be walts wal-push).
-Exit status: 0 backup complete; 2 bad options or not a data directory; 3 the store belongs to
+Exit status: 0 backup complete; 2 bad options or not a data directory, no archive at WALTS_STORE
+(run walts init), or an encrypted archive and no WALTS_PGP_PUBLIC_KEY; 3 the store belongs to
 another cluster; 4 store or database unavailable, or the WAL did not arrive in time. On any failure
 or on SIGINT/SIGTERM the server leaves backup mode and no backup is listed.`,
       ) as never,

@@ -1,5 +1,5 @@
 import type { CommandModule } from 'yargs';
-import { IntegrityError } from '../errors';
+import { IntegrityError, NotFoundError } from '../errors';
 import { verify, type VerifyReport } from '../ops/verify';
 import { table } from './format';
 import { runCommand } from './run';
@@ -28,16 +28,21 @@ from its start segment to the newest archived segment is continuous, following t
 (.history files; on an encrypted store reading them needs the private key once a timeline has
 switched). Gaps are named. Leftovers of failed backups and WAL older than every backup are
 reported as orphans (they do not fail the check).
-Exit status: 0 everything holds; 3 problems found (listed); 2 configuration error; 4 store unavailable.`,
+Exit status:
+  0  at least one complete backup, and everything holds
+  1  the archive holds no complete backup: nothing to restore from
+  2  configuration error: no archive at WALTS_STORE (run walts init), or --deep on an encrypted
+     archive without WALTS_PGP_PRIVATE_KEY (checked once, before anything is read)
+  3  problems found (listed)
+  4  store unavailable: directory or bucket missing, or unreachable after retries`,
       ) as never,
   handler: (argv) =>
-    runCommand('verify', argv, async ({ deps, signal }) => {
-      const report = await verify(deps, { deep: argv.deep === true, leftoverAgeMs: argv['leftover-age'] * 3_600_000, parallel: Math.max(1, Math.floor(argv.parallel)), signal });
+    runCommand('verify', argv, async ({ deps, config, signal }) => {
+      const report = await verify(deps, { deep: argv.deep === true, canDecrypt: config.pgp.privateKeyPath !== undefined, leftoverAgeMs: argv['leftover-age'] * 3_600_000, parallel: Math.max(1, Math.floor(argv.parallel)), signal });
       process.stdout.write(argv.json ? JSON.stringify(report, null, 2) + '\n' : textReport(report));
-      if (!report.ok) {
-        const n = report.problems.length + report.backups.reduce((k, b) => k + b.problems.length, 0);
-        throw new IntegrityError(`verify found ${n} problem(s)`);
-      }
+      const n = report.problems.length + report.backups.reduce((k, b) => k + b.problems.length, 0);
+      if (n > 0) throw new IntegrityError(`verify found ${n} problem(s)`);
+      if (report.backups.length === 0) throw new NotFoundError(`no complete backup in ${deps.storage.description}: nothing to restore from (run walts backup-push)`);
       return { backups: report.backups.length, wal_objects: report.wal_objects, deep: report.deep, orphans: report.orphans.length };
     }),
 };
@@ -49,6 +54,7 @@ function textReport(r: VerifyReport): string {
   for (const b of r.backups) for (const p of b.problems) lines.push(`problem: ${b.name}: ${p}`);
   for (const p of r.problems) lines.push(`problem: ${p}`);
   for (const o of r.orphans) lines.push(`orphan: ${o}`);
-  lines.push(r.ok ? `ok: ${r.backups.length} backup(s) restorable to the newest archived WAL${r.deep ? ', every digest checked' : ''}` : 'FAILED: see the problems above', '');
+  const failed = r.backups.length === 0 ? 'FAILED: nothing restorable' : 'FAILED: see the problems above';
+  lines.push(r.ok ? `ok: ${r.backups.length} backup(s) restorable to the newest archived WAL${r.deep ? ', every digest checked' : ''}` : failed, '');
   return lines.join('\n');
 }

@@ -20,11 +20,13 @@ export const walFetchCommand: CommandModule<object, { name: string; dest: string
       .epilogue(
         `Exit status:
   0    the file is at <dest>, decoded and verified (SHA-256 and size recorded at push)
-  1    the file is not in the archive (PostgreSQL: end of archived WAL)
+  1    the file is not in the archive (PostgreSQL: end of archived WAL). Said only inside an
+       archive known to exist (walts_v1/archive.json readable)
   2    bad arguments (nothing written)
-  255  hard error after retries: store unreachable, access denied, bad key, corrupt object,
-       configuration error. Above 125 so PostgreSQL stops recovery instead of promoting
-       without the missing WAL. Set WALTS_FETCH_ERROR_EXIT_CODE to change it.
+  255  hard error after retries: store unreachable, store directory or bucket missing, no
+       archive at WALTS_STORE (an empty or unmounted directory, a wrong prefix), access denied,
+       bad key, corrupt object, configuration error. Above 125 so PostgreSQL stops recovery
+       instead of promoting without the missing WAL. Set WALTS_FETCH_ERROR_EXIT_CODE to change it.
 Nothing is ever left at <dest> unless the exit status is 0.`,
       ) as never,
   handler: (argv) =>

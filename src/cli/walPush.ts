@@ -16,10 +16,12 @@ export const walPushCommand: CommandModule<object, { path: string }> = {
       .epilogue(
         `Exit status:
   0  archived and acknowledged by the store (or identical content was already there)
-  2  bad name or configuration (nothing uploaded)
+  2  bad name or configuration (nothing uploaded), including: no archive at WALTS_STORE (run
+     walts init), or an encrypted archive and WALTS_PGP_PUBLIC_KEY not set
   3  refused: different content already archived under that name, a segment of another
      cluster, or a truncated/foreign file (nothing overwritten)
-  4  store unreachable after retries (PostgreSQL keeps the file and retries)`,
+  4  store unreachable after retries, or its directory or bucket does not exist (PostgreSQL
+     keeps the file and retries; walts never creates a store directory)`,
       ) as never,
   handler: (argv) =>
     runCommand('wal-push', argv, async ({ deps, signal }) => {

@@ -20,6 +20,7 @@ import { checkBackupReachesTime, checkRecoveryTarget, checkRestoreCommand, choos
 import { parseSentinel, type BackupSentinel } from '../backup/sentinel';
 import { planTablespaces } from '../backup/tablespaces';
 import type { ManifestEntry } from '../backup/volumes';
+import { openArchive } from '../archive/archive';
 import type { Deps } from '../deps';
 import { IntegrityError, NotFoundError, UsageError } from '../errors';
 import { readAll } from '../util/streams';
@@ -62,6 +63,7 @@ export async function backupFetch(deps: Deps, args: BackupFetchArgs): Promise<Ba
   const problems = checkRecoveryTarget(args.target);
   if (args.restoreCommand !== undefined) problems.push(...checkRestoreCommand(args.restoreCommand));
   if (problems.length > 0) throw new UsageError(problems);
+  await openArchive(deps.storage, args.signal); // "no such backup" only inside an archive that exists
   const verifyKey = args.verifyKeyPath !== undefined ? loadVerifyKey(args.verifyKeyPath) : undefined;
   const chosen = await chooseBackup(deps, args);
   const backup = verifyKey ? await readSignedSentinel(deps, chosen.name, verifyKey, args.signal) : chosen;

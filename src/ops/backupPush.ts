@@ -12,7 +12,7 @@
  */
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
-import { readClusterRecord } from '../archive/cluster';
+import { checkWriteEncryption, openArchive } from '../archive/archive';
 import { backupKeys, backupName } from '../archive/layout';
 import { findWalVariants } from '../archive/walObjects';
 import type { StoredPart, TablespaceInfo, BackupSentinel } from '../backup/sentinel';
@@ -46,6 +46,10 @@ export interface BackupPushArgs {
 
 export async function backupPush(deps: Deps, args: BackupPushArgs): Promise<BackupSentinel> {
   const { storage, codecs, log } = deps;
+  // Before anything else touches the server or the store: only into an archive that exists, and
+  // never plaintext into an encrypted one.
+  const archive = await openArchive(storage, args.signal);
+  checkWriteEncryption(archive, codecs.writeChain.some((c) => c.name === 'pgp'), storage);
   const pgdata = await checkDataDirectory(args.pgdata);
   const signingKey = args.signingKeyPath !== undefined ? loadSigningKey(args.signingKeyPath) : undefined;
   const session = await connect(args.connection);
@@ -53,7 +57,7 @@ export async function backupPush(deps: Deps, args: BackupPushArgs): Promise<Back
   try {
     await checkSameServer(session, pgdata);
     await checkArchiving(session);
-    const record = await readClusterRecord(storage, args.signal);
+    const record = archive.cluster;
     const tablespaces = await listTablespaces(session);
     const total = Number((await session.query<{ total: string }>('select sum(pg_database_size(oid))::text as total from pg_database')).rows[0]?.total ?? 0);
 

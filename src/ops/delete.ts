@@ -1,4 +1,5 @@
 /** delete: plans retention from what the store holds, and applies it only with --confirm. */
+import { openArchive } from '../archive/archive';
 import type { Deps } from '../deps';
 import { NotFoundError } from '../errors';
 import { applyRetention, readRetentionInput } from '../retention/apply';
@@ -17,6 +18,8 @@ export interface DeleteResult {
 }
 
 export async function deleteOp(deps: Deps, args: DeleteArgs): Promise<DeleteResult> {
+  // A store that is not there would plan "nothing to delete" and succeed.
+  await openArchive(deps.storage, args.signal);
   const input = await readRetentionInput(deps.storage, { nowMs: deps.now().getTime(), leftoverAgeMs: args.leftoverAgeMs, signal: args.signal });
   if (args.rule.kind === 'before-backup' && !input.backups.some((b) => b.name === (args.rule as { name: string }).name)) {
     throw new NotFoundError(`backup ${args.rule.name} does not exist (or never completed) in ${deps.storage.description}`);

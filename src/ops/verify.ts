@@ -13,13 +13,17 @@ import { mapLimit } from '../archive/catalog';
 import { readPart } from '../archive/parts';
 import { readWalObject } from '../archive/walRead';
 import type { Deps } from '../deps';
-import { describeError } from '../errors';
+import { openArchive, isEncrypted } from '../archive/archive';
+import { ConfigError, describeError } from '../errors';
 import { compareSegmentNames, DEFAULT_SEGMENT_SIZE, parseSegmentName } from '../postgres/walName';
 import { readRetentionInput } from '../retention/apply';
+import type { RetentionInput } from '../retention/policy';
 import { checkChain, parseHistory, type HistoryEntry } from '../retention/walChain';
 
 export interface VerifyArgs {
   readonly deep: boolean;
+  /** Whether a private key is configured: --deep on an encrypted archive cannot work without one. */
+  readonly canDecrypt: boolean;
   readonly leftoverAgeMs: number;
   readonly parallel: number;
   readonly signal?: AbortSignal;
@@ -46,7 +50,12 @@ export interface VerifyReport {
 
 export async function verify(deps: Deps, args: VerifyArgs): Promise<VerifyReport> {
   const { storage } = deps;
+  const archive = await openArchive(storage, args.signal);
   const input = await readRetentionInput(storage, { nowMs: deps.now().getTime(), leftoverAgeMs: args.leftoverAgeMs, signal: args.signal });
+  if (args.deep && !args.canDecrypt && (isEncrypted(archive) || holdsEncryptedObjects(input))) {
+    // One configuration error up front, not one "problem" per object that could not be decrypted.
+    throw new ConfigError('verify --deep reads every object, and this archive is encrypted: set WALTS_PGP_PRIVATE_KEY (and its passphrase) on this host, or run verify without --deep');
+  }
   const problems: string[] = [];
   const segmentSize = input.backups[0]?.wal_segment_size ?? DEFAULT_SEGMENT_SIZE;
 
@@ -118,8 +127,13 @@ export async function verify(deps: Deps, args: VerifyArgs): Promise<VerifyReport
     if (old.length > 0) orphans.push(`${old.length} WAL file(s) older than the oldest backup (${summarize(old.map((w) => w.name.name).sort(compareSegmentNames))}); \`walts delete\` removes them`);
   }
 
-  const ok = problems.length === 0 && backups.every((b) => b.problems.length === 0);
+  // An archive with nothing to restore from is not "ok": a new, empty or emptied archive fails.
+  const ok = backups.length > 0 && problems.length === 0 && backups.every((b) => b.problems.length === 0);
   return { ok, backups, problems, orphans, wal_objects: input.wal.length, deep: args.deep };
+}
+
+function holdsEncryptedObjects(input: RetentionInput): boolean {
+  return input.wal.some((w) => w.key.endsWith('.pgp')) || input.backups.some((b) => [...b.volumes, b.manifest].some((p) => p.key.endsWith('.pgp')));
 }
 
 /** `A, B, C` or `A .. Z (N files)` for long lists. */

@@ -3,13 +3,16 @@
  * `%p`, so nothing reaches `%p` before it is proven whole: decode into a temp file beside it, check
  * the plain digest and size recorded with the object (and the segment header), then rename.
  *
- * "Not found" is claimed only when the store answered that no variant of the name exists. Every
+ * "Not found" is claimed only when the store answered that no variant of the name exists, inside an
+ * archive proven to exist (its record readable): a missing or unmounted directory, an empty mount
+ * point, a missing bucket or a wrong prefix is a hard error, never the end of the archive. Every
  * other failure is retried within the deadline and then reported as a hard error, which the CLI
  * turns into an exit code that stops recovery rather than ending it early (reliability.md rule 12).
  */
 import { randomBytes } from 'node:crypto';
 import { constants, promises as fsp } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
+import { openArchive } from '../archive/archive';
 import { walKey } from '../archive/layout';
 import { completeFacts } from '../archive/objectMeta';
 import { findWalVariants } from '../archive/walObjects';
@@ -109,7 +112,11 @@ async function openBest(deps: Deps, name: WalFileName, signal?: AbortSignal): Pr
   }
   const variants = await findWalVariants(deps.storage, name, signal);
   const best = variants.find((v) => v.facts) ?? variants[0];
-  if (!best) throw new NotFoundError(`${name.name} is not in the archive (${deps.storage.description})`);
+  if (!best) {
+    // Only now, off the usual path: prove the archive is there before telling PostgreSQL "the end".
+    await openArchive(deps.storage, signal);
+    throw new NotFoundError(`${name.name} is not in the archive (${deps.storage.description})`);
+  }
   const obj = await deps.storage.get(best.info.key, { signal });
   return { ...obj, codecs: [...best.codecs] };
 }

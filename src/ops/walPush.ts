@@ -5,13 +5,15 @@
  *
  * Order of work: validate the name and the file; then, at the same time, encode the file into a
  * spool (hashing the plain bytes on the way) and ask the store what it already has under that name
- * and which cluster owns it; judge objects without usable metadata by their content; decide; where
- * the store cannot enforce create-if-absent, decide again right before uploading; upload with
- * create-if-absent; where the store cannot enforce it, read back and verify.
+ * and which archive and cluster it is (a location without an archive record is refused: wal-push
+ * never creates an archive, see archive/archive.ts); judge objects without usable metadata by their
+ * content; decide; where the store cannot enforce create-if-absent, decide again right before
+ * uploading; upload with create-if-absent; where the store cannot enforce it, read back and verify.
  */
 import { promises as fsp } from 'node:fs';
 import { basename, resolve } from 'node:path';
-import { checkSameCluster, conditionalCreateTrusted, ensureClusterRecord, readClusterRecord } from '../archive/cluster';
+import { checkWriteEncryption, openArchive } from '../archive/archive';
+import { checkSameCluster, conditionalCreateTrusted, ensureClusterRecord } from '../archive/cluster';
 import { walKey } from '../archive/layout';
 import { completeFacts, objectMetadata, type PlainFacts } from '../archive/objectMeta';
 import { findWalVariants, sameFacts, type WalVariant } from '../archive/walObjects';
@@ -61,22 +63,23 @@ export async function walPush(deps: Deps, args: WalPushArgs): Promise<WalPushRes
     const header = await validateSource(handle, name, fileSize);
 
     // Network round trips and CPU work overlap: the store is asked while the file is encoded.
-    const [recordResult, variantsResult, encodedResult] = await Promise.allSettled([
-      readClusterRecord(storage, signal),
+    const [archiveResult, variantsResult, encodedResult] = await Promise.allSettled([
+      openArchive(storage, signal),
       findWalVariants(storage, name, signal),
       encode(deps, handle, fileSize, signal),
     ]);
     if (encodedResult.status === 'fulfilled') encoded = encodedResult.value.spooled; // cleaned up in finally
-    const record = settledValue(recordResult);
+    const archive = settledValue(archiveResult);
+    checkWriteEncryption(archive, codecs.writeChain.some((c) => c.name === 'pgp'), storage);
     const variants = settledValue(variantsResult);
     const { plain, spooled } = settledValue(encodedResult);
 
-    let trusted = conditionalCreateTrusted(storage, record);
+    let owner = archive.cluster;
     if (header) {
-      const owner = await ensureClusterRecord(storage, record, header, deps);
+      owner = await ensureClusterRecord(storage, owner, header, deps);
       checkSameCluster(owner, header, name.name);
-      trusted = conditionalCreateTrusted(storage, owner);
     }
+    const trusted = conditionalCreateTrusted(storage, archive.record, owner);
 
     const key = walKey(name, codecs.writeSuffix);
     const decision = decide(name, plain, await judgeUnvouched(deps, variants, signal));

@@ -68,3 +68,9 @@ export function parseWalSegmentHeader(buf: Buffer): WalSegmentHeader | string {
     blockSize: u32(36),
   };
 }
+
+/** The WAL page magic a major version writes (for recording a cluster before it archived anything). */
+export function magicForMajor(major: number): number | undefined {
+  for (const [magic, m] of MAGIC_TO_MAJOR) if (m === major) return magic;
+  return undefined;
+}

@@ -9,7 +9,7 @@
  * finish a half-deleted backup instead of taking it for a backup in progress.
  */
 import { mapLimit, readSentinel } from '../archive/catalog';
-import { backupKeys, parseBackupKey, parseWalKey, ROOT } from '../archive/layout';
+import { ARCHIVE_KEY, backupKeys, parseBackupKey, parseWalKey, ROOT } from '../archive/layout';
 import type { BackupSentinel } from '../backup/sentinel';
 import { compareByStart } from '../backup/sentinel';
 import type { Storage } from '../storage/storage';
@@ -36,7 +36,8 @@ export async function readRetentionInput(storage: Storage, options: { nowMs: num
     }
     const w = parseWalKey(o.key);
     if (w) wal.push({ key: o.key, name: w.name, size: o.size });
-    else otherKeys.push(o.key);
+    // The archive record is what makes the prefix an archive: even `delete everything` keeps it.
+    else if (o.key !== ARCHIVE_KEY) otherKeys.push(o.key);
   }
 
   const complete = [...folders].filter(([, f]) => f.parts.has('sentinel') && !f.parts.has('deleting')).map(([name]) => name);

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { constants, createReadStream, promises as fsp } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, relative, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { NotFoundError, ObjectExistsError, UnavailableError } from '../errors';
 import { BIND, bound, memoHash, stripBinding, type ObjectStat } from './fsSideFile';
@@ -37,6 +37,10 @@ export interface FsStorageHooks {
  *   without a bound side file looks for a bound temp side file, uses it and puts it in place. So a
  *   second writer learns the first one's content at once, and a crash needs no manual repair.
  * - delete removes directories it leaves empty; a put whose directory vanished recreates it.
+ * - the root directory is never created: it must exist (mounted, or made with mkdir before `walts
+ *   init`). A missing root is an error for every call, never "not found" or an empty listing, so an
+ *   unmounted network share cannot pass for an archive that lacks a key, or quietly become a new
+ *   archive on the local disk.
  */
 export class FsStorage implements Storage {
   readonly conditionalCreate = 'enforced' as const;
@@ -112,7 +116,11 @@ export class FsStorage implements Storage {
       return { key, size: stat.size, lastModified: stat.mtime, metadata: await this.readMeta(key, stat) };
     } catch (err) {
       if (err instanceof UnavailableError) throw err;
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined; // also: deleted while being read
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        const missing = await this.rootMissing();
+        if (missing) throw missing;
+        return undefined; // also: deleted while being read
+      }
       throw this.unavailable(`stat ${key}`, err);
     }
   }
@@ -149,7 +157,11 @@ export class FsStorage implements Storage {
     try {
       entries = await fsp.readdir(dirKey ? this.path(dirKey) : this.root, { withFileTypes: true });
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        const missing = await this.rootMissing();
+        if (missing) throw missing;
+        return;
+      }
       throw this.unavailable(`list ${dirKey || '/'}`, err);
     }
     const sorted = entries
@@ -181,11 +193,40 @@ export class FsStorage implements Storage {
     return this.#owner;
   }
 
-  private async mkdirs(dir: string, owner: Owner | undefined): Promise<void> {
-    const first = await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
-    if (!first || !owner) return;
-    // Every directory mkdir created, from the first one down to `dir`.
-    for (let d = dir; d.length >= first.length; d = dirname(d)) await fsp.chown(d, owner.uid, owner.gid);
+  /**
+   * Creates the folders between the root and `dir`, one level at a time and never the root itself:
+   * if the root is missing (an unmounted share), the first mkdir fails with ENOENT.
+   */
+  private async mkdirs(dir: string, owner: { uid: number; gid: number } | undefined): Promise<void> {
+    if (await isDirectory(dir)) return; // the usual case: one stat
+    let d = this.root;
+    for (const part of relative(this.root, dir).split(sep).filter(Boolean)) {
+      d = join(d, part);
+      try {
+        await fsp.mkdir(d, { mode: 0o700 });
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'EEXIST') continue;
+        throw err;
+      }
+      if (owner) await fsp.chown(d, owner.uid, owner.gid);
+    }
+  }
+
+  /** The error for a root directory that is not there (undefined when it is, or cannot be told). */
+  private async rootMissing(): Promise<UnavailableError | undefined> {
+    let problem: string;
+    try {
+      if ((await fsp.stat(this.root)).isDirectory()) return undefined;
+      problem = 'is not a directory';
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT' && code !== 'ENOTDIR') return undefined;
+      problem = 'does not exist';
+    }
+    return new UnavailableError(
+      `${this.description}: the store directory ${this.root} ${problem} (walts never creates it: mount the share or create the directory, then run walts init)`,
+      { transient: false },
+    );
   }
 
   private path(key: string): string {
@@ -278,7 +319,11 @@ export class FsStorage implements Storage {
       } catch (err) {
         // A stream body is consumed only once the file is open, so ENOENT (from mkdir -p or the
         // open) is always retryable; a directory that keeps vanishing is a real problem after a few tries.
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT' && attempt < 5) continue;
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+          const missing = await this.rootMissing(); // an unmounted share is not a pruned folder
+          if (missing) throw missing;
+          if (attempt < 5) continue;
+        }
         if ((err as Error).name === 'AbortError') throw err;
         throw this.unavailable(step, err);
       }
@@ -300,14 +345,19 @@ export class FsStorage implements Storage {
     }
   }
 
-  /** Runs a filesystem call, turning ENOENT on `notFoundKey` into NotFoundError and the rest into UnavailableError. */
-  private async io<T>(what: string, fn: () => Promise<T>, notFoundKey?: string): Promise<T> {
+  /**
+   * Runs a filesystem call, turning ENOENT on `notFoundKey` into NotFoundError (only while the root
+   * exists; ENOENT with `rootCheck` into the missing-root error) and the rest into UnavailableError.
+   */
+  private async io<T>(what: string, fn: () => Promise<T>, notFoundKey?: string, rootCheck = false): Promise<T> {
     try {
       return await fn();
     } catch (err) {
       if (err instanceof ObjectExistsError || err instanceof UnavailableError || (err as Error).name === 'AbortError') throw err;
-      if (notFoundKey && (err as NodeJS.ErrnoException).code === 'ENOENT') {
-        throw new NotFoundError(`${notFoundKey} not found in ${this.description}`);
+      if ((notFoundKey || rootCheck) && (err as NodeJS.ErrnoException).code === 'ENOENT') {
+        const missing = await this.rootMissing();
+        if (missing) throw missing;
+        if (notFoundKey) throw new NotFoundError(`${notFoundKey} not found in ${this.description}`);
       }
       throw this.unavailable(what, err);
     }
@@ -370,5 +420,13 @@ async function fsyncDir(dir: string): Promise<void> {
     if (!['EINVAL', 'EISDIR', 'EBADF'].includes((err as NodeJS.ErrnoException).code ?? '')) throw err;
   } finally {
     await handle.close();
+  }
+}
+
+async function isDirectory(path: string): Promise<boolean> {
+  try {
+    return (await fsp.stat(path)).isDirectory();
+  } catch {
+    return false;
   }
 }

@@ -19,7 +19,7 @@ import { makeGpgKeys, type GpgKeys } from '../helpers/gpg';
 import { PG_OS_USER, trackClusters, type Cluster } from '../helpers/pg';
 import { baseEnv, lz4Decompress, runOk, runWalts, WALTS_BIN } from '../helpers/run';
 import { rawS3Client, startS3rver, type S3rverHandle } from '../helpers/s3server';
-import { startStore, waltsCommand, type TestStore } from '../helpers/stores';
+import { initArchive, startStore, waltsCommand, type TestStore } from '../helpers/stores';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -300,6 +300,7 @@ describe('backup-push interrupted while a volume upload hangs (s3rver behind a f
       AWS_EC2_METADATA_DISABLED: 'true',
       WALTS_PGP_PUBLIC_KEY: keys.publicKeyPath,
     };
+    await initArchive({ ...common, WALTS_S3_ENDPOINT: s3.endpoint });
     // The archiver talks to s3rver directly; only backup-push goes through the proxy.
     b = await reg.createCluster({ name: 'b', env: { ...common, WALTS_S3_ENDPOINT: s3.endpoint }, conf: { archive_mode: 'on', archive_command: waltsCommand('wal-push %p') } });
     await b.start();

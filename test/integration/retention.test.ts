@@ -350,7 +350,7 @@ describe.each<StoreKind>(['file', 's3'])('delete with real PostgreSQL (%s store)
     expect(bad.code).toBe(2);
   });
 
-  it('B: everything --confirm leaves no backup and no WAL in the prefix', async () => {
+  it('B: everything --confirm leaves no backup and no WAL in the prefix, only the archive record', async () => {
     await a.stop(); // nothing archives behind our back any more
     expect(walNames(await storeKeys(store)).length).toBeGreaterThan(0);
     const dry = await h.walts(['delete', 'everything']);
@@ -359,7 +359,8 @@ describe.each<StoreKind>(['file', 's3'])('delete with real PostgreSQL (%s store)
     const r = await h.walts(['delete', 'everything', '--confirm']);
     expect(r.code).toBe(0);
     expect(await h.names()).toEqual([]);
-    expect(await storeKeys(store)).toEqual([]);
+    // The archive still exists (empty, same encryption record): no new walts init is needed.
+    expect(await storeKeys(store)).toEqual(['walts_v1/archive.json']);
   });
 });
 

@@ -11,6 +11,7 @@ import { startFaultProxy, type FaultProxy } from '../helpers/faultProxy';
 import { trackClusters } from '../helpers/pg';
 import { runWalts, WALTS_BIN } from '../helpers/run';
 import { rawS3Client, startS3rver, type S3rverHandle } from '../helpers/s3server';
+import { initArchive } from '../helpers/stores';
 import { fakeSegment } from '../helpers/wal';
 
 const SEG1 = '000000010000000000000001';
@@ -40,8 +41,18 @@ describe('wal-push / wal-fetch contract (walts binary, s3rver behind a fault pro
     await reg.cleanupAll();
   });
 
-  /** A fresh prefix per test, so tests do not see each other's archives. */
-  function env(extra: Record<string, string> = {}): Record<string, string> {
+  /**
+   * A fresh archive per test, so tests do not see each other's: made by the real `walts init`
+   * (unencrypted, talking to s3rver directly so the proxy's request counts start at zero).
+   */
+  async function env(extra: Record<string, string> = {}): Promise<Record<string, string>> {
+    const e = base();
+    const { WALTS_PGP_PUBLIC_KEY: _pub, WALTS_PGP_PRIVATE_KEY: _priv, ...plain } = e;
+    await initArchive({ ...plain, WALTS_S3_ENDPOINT: s3.endpoint });
+    return { ...e, ...extra };
+  }
+
+  function base(): Record<string, string> {
     return {
       WALTS_STORE: `s3://${s3.bucket}/contract-${++n}`,
       WALTS_S3_ENDPOINT: proxy.endpoint,
@@ -54,7 +65,6 @@ describe('wal-push / wal-fetch contract (walts binary, s3rver behind a fault pro
       WALTS_CONNECT_TIMEOUT: '1',
       WALTS_PGP_PUBLIC_KEY: keys.publicKeyPath,
       WALTS_PGP_PRIVATE_KEY: keys.privateKeyPath,
-      ...extra,
     };
   }
 
@@ -71,7 +81,7 @@ describe('wal-push / wal-fetch contract (walts binary, s3rver behind a fault pro
   const puts = (prefix: string) => proxy.requests.filter((r) => r.method === 'PUT' && r.url.includes(prefix)).length;
 
   it('identical re-push exits 0 and uploads nothing', async () => {
-    const e = env();
+    const e = await env();
     const dir = pgdata({ [SEG1]: fakeSegment(SEG1) });
     expect((await push(e, dir, SEG1)).code).toBe(0);
     const before = puts(SEG1);
@@ -82,7 +92,7 @@ describe('wal-push / wal-fetch contract (walts binary, s3rver behind a fault pro
   });
 
   it('different content under an archived name exits 3 and leaves the store unchanged', async () => {
-    const e = env();
+    const e = await env();
     const original = fakeSegment(SEG1);
     expect((await push(e, pgdata({ [SEG1]: original }), SEG1)).code).toBe(0);
     const r = await push(e, pgdata({ [SEG1]: fakeSegment(SEG1) }), SEG1);
@@ -94,7 +104,7 @@ describe('wal-push / wal-fetch contract (walts binary, s3rver behind a fault pro
   });
 
   it('a segment of another cluster exits 3 and is not uploaded', async () => {
-    const e = env();
+    const e = await env();
     expect((await push(e, pgdata({ [SEG1]: fakeSegment(SEG1) }), SEG1)).code).toBe(0);
     const before = puts(SEG2);
     const r = await push(e, pgdata({ [SEG2]: fakeSegment(SEG2, { sysid: 1234n }) }), SEG2);
@@ -107,14 +117,14 @@ describe('wal-push / wal-fetch contract (walts binary, s3rver behind a fault pro
     ['truncated', () => fakeSegment(SEG1).subarray(0, 100_000)],
     ['garbage', () => Buffer.alloc(1024 * 1024, 0x41)],
   ])('a %s file is refused (exit 3), nothing uploaded', async (_what, make) => {
-    const e = env();
+    const e = await env();
     const r = await push(e, pgdata({ [SEG1]: make() }), SEG1);
     expect(r.code).toBe(3);
     expect(puts(e['WALTS_STORE']!.split('/').pop()!)).toBe(0);
   });
 
   test.each(['../x', '00000001000000000000000a', 'foo'])('bad name %j: exit 2 for push and fetch, nothing written', async (name) => {
-    const e = env();
+    const e = await env();
     const before = proxy.requests.length;
     const dir = pgdata();
     const p = await runWalts(['wal-push', name], e, { cwd: join(dir, 'pg_wal') });
@@ -128,14 +138,14 @@ describe('wal-push / wal-fetch contract (walts binary, s3rver behind a fault pro
 
   it('wal-fetch of ../../etc/passwd is refused with exit 2', async () => {
     const dest = join(work, `dest-${++n}`);
-    const r = await fetch(env(), '../../etc/passwd', dest);
+    const r = await fetch(await env(), '../../etc/passwd', dest);
     expect(r.code).toBe(2);
     expect(existsSync(dest)).toBe(false);
   });
 
   it('a missing segment exits 1 quickly, no file', async () => {
     const dest = join(work, `dest-${++n}`);
-    const r = await fetch(env(), SEG2, dest);
+    const r = await fetch(await env(), SEG2, dest);
     expect(r.code).toBe(1);
     expect(r.durationMs).toBeLessThan(3000);
     expect(existsSync(dest)).toBe(false);
@@ -143,7 +153,7 @@ describe('wal-push / wal-fetch contract (walts binary, s3rver behind a fault pro
 
   it('store unreachable during fetch: exit 255 after the retry budget, no file', async () => {
     const dest = join(work, `dest-${++n}`);
-    const r = await fetch(env({ WALTS_S3_ENDPOINT: 'http://127.0.0.1:9', WALTS_RETRY_DEADLINE: '2' }), SEG1, dest);
+    const r = await fetch(await env({ WALTS_S3_ENDPOINT: 'http://127.0.0.1:9', WALTS_RETRY_DEADLINE: '2' }), SEG1, dest);
     expect(r.code).toBe(255);
     expect(r.durationMs).toBeGreaterThanOrEqual(2000);
     expect(r.durationMs).toBeLessThan(20_000);
@@ -152,7 +162,7 @@ describe('wal-push / wal-fetch contract (walts binary, s3rver behind a fault pro
   });
 
   it('access denied during fetch: exit 255 (not "not found") after the retry budget, no file', async () => {
-    const e = env();
+    const e = await env();
     expect((await push(e, pgdata({ [SEG1]: fakeSegment(SEG1) }), SEG1)).code).toBe(0);
     proxy.inject({ kind: 'status', status: 403, method: 'GET', pathIncludes: `${prefixOf(e)}/walts_v1/wal/0000000100000000/${SEG1}`, times: 100 });
     const dest = join(work, `dest-${++n}`);
@@ -164,7 +174,7 @@ describe('wal-push / wal-fetch contract (walts binary, s3rver behind a fault pro
   });
 
   it('wrong private key: exit 255, no file, the passphrase never printed', async () => {
-    const e = env();
+    const e = await env();
     expect((await push(e, pgdata({ [SEG1]: fakeSegment(SEG1) }), SEG1)).code).toBe(0);
     const dest = join(work, `dest-${++n}`);
     const r = await fetch({ ...e, WALTS_PGP_PRIVATE_KEY: otherKeys.privateKeyPath }, SEG1, dest);
@@ -180,7 +190,7 @@ describe('wal-push / wal-fetch contract (walts binary, s3rver behind a fault pro
     ['reset on download', { kind: 'reset', method: 'GET' } as const, 'fetch'],
     ['truncated download', { kind: 'truncate-response', bytes: 1000, method: 'GET' } as const, 'fetch'],
   ])('%s once: retried and succeeds', async (_what, fault, phase) => {
-    const e = env();
+    const e = await env();
     const seg = fakeSegment(SEG1);
     const dir = pgdata({ [SEG1]: seg });
     const objectPath = `${prefixOf(e)}/walts_v1/wal/0000000100000000/${SEG1}.lz4.pgp`;
@@ -194,7 +204,7 @@ describe('wal-push / wal-fetch contract (walts binary, s3rver behind a fault pro
   });
 
   it('an upload cut off mid-body (s3rver publishes the partial object) is never served and is replaced by the next push', async () => {
-    const e = env({ WALTS_COMPRESSION: 'none', WALTS_RETRY_DEADLINE: '1' });
+    const e = await env({ WALTS_COMPRESSION: 'none', WALTS_RETRY_DEADLINE: '1' });
     const seg = fakeSegment(SEG1);
     const dir = pgdata({ [SEG1]: seg });
     const key = `${prefixOf(e)}/walts_v1/wal/0000000100000000/${SEG1}.pgp`;
@@ -224,7 +234,7 @@ describe('wal-push / wal-fetch contract (walts binary, s3rver behind a fault pro
   it('never prints the passphrase, even when it is wrong', async () => {
     const protectedKeys = await makeGpgKeys({ algo: 'ed25519', passphrase: 'pass-phrase-that-must-not-leak' });
     try {
-      const e = env({ WALTS_PGP_PUBLIC_KEY: protectedKeys.publicKeyPath, WALTS_PGP_PRIVATE_KEY: protectedKeys.privateKeyPath, WALTS_LOG_LEVEL: 'trace' });
+      const e = await env({ WALTS_PGP_PUBLIC_KEY: protectedKeys.publicKeyPath, WALTS_PGP_PRIVATE_KEY: protectedKeys.privateKeyPath, WALTS_LOG_LEVEL: 'trace' });
       expect((await push(e, pgdata({ [SEG1]: fakeSegment(SEG1) }), SEG1)).code).toBe(0);
       const r = await fetch({ ...e, WALTS_PGP_PASSPHRASE: 'wrong-pass-phrase-that-must-not-leak' }, SEG1, join(work, `dest-${++n}`));
       expect(r.code).toBe(255);
@@ -236,11 +246,12 @@ describe('wal-push / wal-fetch contract (walts binary, s3rver behind a fault pro
   });
 
   it('records that s3rver ignores If-None-Match, and still refuses conflicting content', async () => {
-    const e = env();
+    const e = await env();
     expect((await push(e, pgdata({ [SEG1]: fakeSegment(SEG1) }), SEG1)).code).toBe(0);
     const { GetObjectCommand } = await import('@aws-sdk/client-s3');
     const client = rawS3Client(s3.endpoint);
-    const out = await client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: `${e['WALTS_STORE']!.split('/').pop()}/walts_v1/cluster.json` }));
+    // Probed once, by walts init, and kept in the archive record.
+    const out = await client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: `${e['WALTS_STORE']!.split('/').pop()}/walts_v1/archive.json` }));
     const record = JSON.parse(await out.Body!.transformToString());
     client.destroy();
     expect(record.conditional_put).toEqual({ service: expect.stringContaining('s3://'), honoured: false });
@@ -250,7 +261,7 @@ describe('wal-push / wal-fetch contract (walts binary, s3rver behind a fault pro
   });
 
   it('SIGTERM during a hung fetch: walts dies by SIGTERM and leaves no file', async () => {
-    const e = env();
+    const e = await env();
     expect((await push(e, pgdata({ [SEG1]: fakeSegment(SEG1) }), SEG1)).code).toBe(0);
     proxy.inject({ kind: 'hang', method: 'GET', pathIncludes: `${prefixOf(e)}/walts_v1/wal/0000000100000000/${SEG1}.lz4.pgp` });
     const dest = join(work, `dest-${++n}`);

@@ -138,3 +138,47 @@ describe('FsStorage specifics', () => {
     }
   }, T);
 });
+
+describe('FsStorage never creates its root, and a missing root is never "not found"', () => {
+  let parent: string;
+  let root: string;
+  let s: FsStorage;
+  beforeEach(async () => {
+    parent = await mkdtemp(join(tmpdir(), 'walts-fs-noroot-'));
+    root = join(parent, 'mnt');
+    s = new FsStorage(root);
+  });
+  afterEach(() => rm(parent, { recursive: true, force: true }));
+
+
+
+  it('get, head and list of a missing root fail (not NotFoundError, not empty)', async () => {
+    const e = await s.get('walts_v1/archive.json').catch((err: unknown) => err);
+    expect(e).not.toBeInstanceOf(NotFoundError);
+    expect(e).toMatchObject({ name: 'UnavailableError', transient: false });
+    expect((e as Error).message).toContain('does not exist');
+    await expect(s.head('walts_v1/archive.json')).rejects.toMatchObject({ name: 'UnavailableError' });
+    await expect(listKeys(s, 'walts_v1/')).rejects.toMatchObject({ name: 'UnavailableError' });
+    await expect(listKeys(s, '')).rejects.toMatchObject({ name: 'UnavailableError' });
+
+  });
+
+  it('put into a missing root fails and creates nothing (the root included)', async () => {
+    await expect(s.put('walts_v1/wal/x', Buffer.from('x'))).rejects.toMatchObject({ name: 'UnavailableError', transient: false });
+    expect(await readdir(parent)).toEqual([]);
+  });
+
+  it('a root that is a file is refused the same way', async () => {
+    await writeFile(root, 'not a directory');
+    await expect(s.get('a/b')).rejects.toMatchObject({ name: 'UnavailableError', transient: false });
+  });
+
+  it('creates folders below an existing root, and answers "not found" inside it', async () => {
+    await mkdir(root);
+    await s.put('walts_v1/wal/0000000100000000/x', Buffer.from('x'));
+    expect(await readFile(join(root, 'walts_v1/wal/0000000100000000/x'), 'utf8')).toBe('x');
+    await expect(s.get('walts_v1/nope')).rejects.toBeInstanceOf(NotFoundError);
+    expect(await s.head('walts_v1/nope')).toBeUndefined();
+    expect(await listKeys(s, 'other/')).toEqual([]);
+  });
+});
