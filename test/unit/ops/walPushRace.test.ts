@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createArchiveRecord } from '../../../src/archive/archive';
 import { META } from '../../../src/archive/objectMeta';
 import { exitCodeFor } from '../../../src/exitCodes';
 import { walFetch } from '../../../src/ops/walFetch';
@@ -56,12 +57,19 @@ async function push(store: FsStorage, content: Buffer): Promise<number> {
   }
 }
 
+/** Waits until the paused writer is at its pause point; fails (instead of hanging) if it ended first. */
+async function atPause(reached: Promise<void>, pushing: Promise<number>): Promise<void> {
+  await Promise.race([reached, pushing.then((code) => Promise.reject(new Error(`the writer ended (exit ${code}) before reaching its pause point`)))]);
+}
+
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
 describe('concurrent wal-push of different content to a directory store', () => {
   let root: string;
-  beforeEach(() => {
+  beforeEach(async () => {
     root = mkdtempSync(join(tmpdir(), 'walts-race-store-'));
+    // What `walts init` writes: every command refuses a store without it.
+    await createArchiveRecord(new FsStorage(root), { format: 1, created_at: '2026-11-21T11:00:00.000Z', created_by: 'test-host', walts_version: 'test', encryption: { method: 'none' } });
   });
   afterEach(() => rmSync(root, { recursive: true, force: true }));
 
@@ -95,7 +103,7 @@ describe('concurrent wal-push of different content to a directory store', () => 
   it.each(cases)('A paused at %s: %s wins, the other exits 3', async (step, winner) => {
     const gate = pauseAt(step);
     const pushA = push(new FsStorage(root, gate.hooks), a);
-    await gate.reached;
+    await atPause(gate.reached, pushA);
     const codeB = await push(new FsStorage(root), b);
     gate.release();
     const codeA = await pushA;
@@ -115,7 +123,7 @@ describe('concurrent wal-push of different content to a directory store', () => 
   it.each(pairs)('A paused at %s, B paused at %s: the first to link wins, the other exits 3', async (stepA, stepB) => {
     const gateA = pauseAt(stepA);
     const pushA = push(new FsStorage(root, gateA.hooks), a);
-    await gateA.reached;
+    await atPause(gateA.reached, pushA);
     const gateB = pauseAt(stepB);
     const pushB = push(new FsStorage(root, gateB.hooks), b);
     await Promise.race([gateB.reached, pushB]); // B may see A's object and stop before it writes anything
