@@ -12,8 +12,9 @@ import { abortBackup, describeArchiverStatus, startBackup, stopBackup, walArchiv
 import { parseBackupLabel, stopWalFileName } from '../../../src/postgres/backupLabel';
 import { PgNotice, PgQueryError, PgSession, connect, matchPgPass, pgPassHost } from '../../../src/postgres/client';
 import { parseLsn } from '../../../src/postgres/walName';
-import { Cluster, chownToPg, freePort, trackClusters } from '../../helpers/pg';
-import { runOk } from '../../helpers/run';
+import { Cluster, chownToPg, freePort, PG_OS_USER, trackClusters } from '../../helpers/pg';
+import { runOk, runWalts } from '../../helpers/run';
+import { startStore } from '../../helpers/stores';
 
 const reg = trackClusters();
 let main: Cluster;
@@ -117,6 +118,25 @@ describe('connect', () => {
     expect(e.message).not.toContain('\n');
     expect(e.message).not.toContain(marker);
     expect(JSON.stringify(e)).not.toContain(marker);
+  });
+
+  test.each([
+    ['a role that does not exist', { PGUSER: 'no_such_role' }, /role "no_such_role" does not exist \(SQLSTATE 28000\)/],
+    ['a database that does not exist', { PGDATABASE: 'no_such_db' }, /database "no_such_db" does not exist \(SQLSTATE 3D000\)/],
+  ])('%s: a ConfigError (exit 2), not "unavailable"', async (_what, env, message) => {
+    const e = await connectError({ env: { ...main.pgEnv(), PGPASSFILE: '/nonexistent', ...env } });
+    expect(e).toBeInstanceOf(ConfigError);
+    expect(e.message).toMatch(message);
+  });
+
+  test('backup-push with a role that does not exist: exit 2 at once, one error line, no retries', async () => {
+    const store = await startStore('file', reg, 'role-check');
+    const r = await runWalts(['backup-push', main.dataDir], { ...store.env, ...main.pgEnv(), PGUSER: 'no_such_role', PGPASSFILE: '/nonexistent' }, { timeoutMs: 120_000, asUser: PG_OS_USER });
+    expect(r.code).toBe(2);
+    const lines = r.stderr.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/role \\?"no_such_role\\?" does not exist/);
+    expect(r.stderr).not.toMatch(/retry/i);
   });
 
   test('no server socket: the message says so', async () => {
@@ -292,18 +312,16 @@ describe('passwords: PGPASSWORD and .pgpass (read by walts with libpq rules)', (
     return f;
   }
 
-  test('no password anywhere: a clear, non-transient UnavailableError', async () => {
+  test('no password anywhere: a clear ConfigError (a setting to fix, not retried)', async () => {
     const e = await connectError({ env: tcpEnv({ PGPASSFILE: path.join(dir, 'absent') }) });
-    expect(e).toBeInstanceOf(UnavailableError);
-    expect((e as UnavailableError).transient).toBe(false);
+    expect(e).toBeInstanceOf(ConfigError);
     expect(e.message).toMatch(/the server requested a password but none was supplied \(PGPASSWORD is not set; no password file .*absent\)/);
   });
 
   test('a wrong PGPASSWORD: authentication failure, and the password is never in the message', async () => {
     const marker = 'WRONG-PW-MARKER-51d2';
     const e = await connectError({ env: tcpEnv({ PGPASSWORD: marker, PGPASSFILE: path.join(dir, 'absent') }) });
-    expect(e).toBeInstanceOf(UnavailableError);
-    expect((e as UnavailableError).transient).toBe(false);
+    expect(e).toBeInstanceOf(ConfigError);
     expect(e.message).toMatch(/password authentication failed for user "postgres" \(SQLSTATE 28P01\) \(password from PGPASSWORD\)/);
     expect(e.message).toContain(`host=127.0.0.1 port=${auth.port} user=postgres`);
     expect(e.message).not.toContain(marker);
