@@ -56,18 +56,27 @@ export async function decodeObject(
 ): Promise<Decoded> {
   const stored = new DigestStream();
   const plain = new DigestStream(options.headBytes ?? 0);
-  let bodyError: unknown;
-  let sinkError: unknown;
+  // Where the failure began: a pipeline destroys every stage with the first error, so each stage
+  // reports it; the first report names the stage it came from.
+  let origin: { where: Origin; err: unknown } | undefined;
+  const note = (where: Origin) => (err: unknown) => void (origin ??= { where, err });
   let bodyEnded = false;
-  obj.body.once('error', (err) => (bodyError ??= err));
+  if (obj.body.errored) note('body')(obj.body.errored); // it failed before we were listening
+  obj.body.on('error', note('body'));
   obj.body.once('end', () => (bodyEnded = true));
-  if (typeof sink !== 'function') sink.once('error', (err) => (sinkError ??= err));
-  const consumer = typeof sink === 'function' ? async (s: AsyncIterable<Buffer>) => sink(s).catch((err: unknown) => Promise.reject((sinkError ??= err))) : sink;
+  const decoders = deps.codecs.decoders([...codecs], options.unauthenticatedStream ? { unauthenticatedStream: true } : undefined);
+  for (const d of decoders) d.on('error', note('decoder'));
+  let consumer: PlainSink;
+  if (typeof sink === 'function') {
+    consumer = (s: AsyncIterable<Buffer>) => sink(s).catch((err: unknown) => Promise.reject((note('sink')(err), err)));
+  } else {
+    sink.on('error', note('sink'));
+    consumer = sink;
+  }
   try {
-    const decoders = deps.codecs.decoders([...codecs], options.unauthenticatedStream ? { unauthenticatedStream: true } : undefined);
     await pipeStages([obj.body, stored, ...decoders, plain, consumer], options.signal);
   } catch (err) {
-    throw classifyDecodeError(err, { key: obj.key, announced: obj.size, read: stored.bytes, bodyEnded, bodyError, sinkError, aborted: options.signal?.aborted === true });
+    throw classifyDecodeError(err, { key: obj.key, announced: obj.size, read: stored.bytes, bodyEnded, origin: origin?.where, cause: origin?.err ?? err, aborted: options.signal?.aborted === true });
   }
   if (stored.bytes !== obj.size) {
     // The body ended early without an error (a proxy closing cleanly): a broken read, not a bad object.
@@ -93,40 +102,43 @@ export function checkRecordedFacts(obj: StoredObject, decoded: Pick<Decoded, 'sh
   return recorded !== undefined;
 }
 
+type Origin = 'body' | 'decoder' | 'sink';
+
 interface FailureContext {
   readonly key: string;
   readonly announced: number;
   readonly read: number;
   /** The body ended (cleanly) before the failure. */
   readonly bodyEnded: boolean;
-  readonly bodyError: unknown;
-  readonly sinkError: unknown;
+  /** The stage whose error came first (undefined: none reported one, e.g. a function stage). */
+  readonly origin?: Origin;
+  /** That first error. */
+  readonly cause: unknown;
   readonly aborted: boolean;
 }
 
 /** The classification described at the top of this file. Exported for tests. */
 export function classifyDecodeError(err: unknown, ctx: FailureContext): unknown {
-  if (ctx.aborted || (err as Error)?.name === 'AbortError') return err;
-  const { key } = ctx;
-  if (ctx.sinkError !== undefined && err === ctx.sinkError) return classifySinkError(err, key);
-  if (ctx.bodyError !== undefined && (err === ctx.bodyError || ctx.read < ctx.announced)) {
-    const cause = ctx.bodyError;
+  // The caller's abort; or an AbortError no stage accounts for (the pipeline's own abort).
+  if (ctx.aborted || (ctx.origin === undefined && (err as Error)?.name === 'AbortError')) return err;
+  const { key, cause } = ctx;
+  if (ctx.origin === 'body') {
     if (cause instanceof WaltsError) return cause; // the store classified it (UnavailableError)
     return new UnavailableError(`${key}: read failed after ${ctx.read} of ${ctx.announced} bytes: ${describe(cause)}`, { transient: true, cause });
   }
-  if (err instanceof CryptoError) return err.message.includes(key) ? err : new CryptoError(`${key}: ${err.message}`, { cause: err });
-  if (err instanceof WaltsError) {
-    if (err.kind !== 'integrity') return err; // ConfigError (no key), UnavailableError from the store
-    return err.message.includes(key) ? err : new IntegrityError(`${key}: ${err.message}`, { cause: err });
+  if (cause instanceof CryptoError) return cause.message.includes(key) ? cause : new CryptoError(`${key}: ${cause.message}`, { cause });
+  if (cause instanceof WaltsError) {
+    if (cause.kind !== 'integrity') return cause; // ConfigError (no key), UnavailableError from the store
+    return cause.message.includes(key) ? cause : new IntegrityError(`${key}: ${cause.message}`, { cause });
   }
+  if (ctx.origin === 'sink') return classifySinkError(cause, key);
   // A decoder failing on a body that ended short is the broken read, not the content.
-  if (ctx.bodyEnded && ctx.read < ctx.announced) return brokenRead(key, ctx.read, ctx.announced, err);
-  return new IntegrityError(`${key}: cannot decode (${describe(err)})`, { cause: err });
+  if (ctx.bodyEnded && ctx.read < ctx.announced) return brokenRead(key, ctx.read, ctx.announced, cause);
+  return new IntegrityError(`${key}: cannot decode (${describe(cause)})`, { cause });
 }
 
 /** A failure to write the plain bytes where they go. */
 function classifySinkError(err: unknown, key: string): unknown {
-  if (err instanceof WaltsError) return err;
   const code = (err as NodeJS.ErrnoException).code;
   if (code && DISK_FULL.has(code)) {
     return new UnavailableError(`cannot write ${key} decoded: the disk is full (${code})`, { transient: false, cause: err });

@@ -76,6 +76,9 @@ export async function walFetch(deps: Deps, args: WalFetchArgs): Promise<WalFetch
 
 async function fetchOnce(deps: Deps, name: WalFileName, dest: string, signal?: AbortSignal): Promise<WalFetchResult> {
   const obj = await openBest(deps, name, signal);
+  // A body failing before decodeObject listens (while the temp file is created) must not go
+  // unhandled: decodeObject finds it in `body.errored`.
+  obj.body.on('error', () => {});
   const tmp = join(dirname(dest), tempName(basename(dest), randomBytes(4).toString('hex')));
   const handle = await fsp.open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600).catch((err: NodeJS.ErrnoException) => {
     obj.body.destroy();
