@@ -36,7 +36,7 @@ export function makeCodecs(config: Pick<Config, 'compression' | 'pgp'>): CodecSe
   return new CodecSet(write, [lz4Codec, pgp]);
 }
 
-export function makeDeps(config: Config, log: Logger, retry: RetryBudget = new RetryBudget({ deadlineMs: config.store.retryDeadlineMs })): Deps {
+export function makeDeps(config: Config, log: Logger, retry: RetryBudget = new RetryBudget({ deadlineMs: config.store.retryDeadlineMs, window: 'outage' })): Deps {
   return {
     storage: openStorage(config.store, log, retry),
     codecs: makeCodecs(config),

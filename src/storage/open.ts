@@ -11,9 +11,13 @@ export interface StorageLog {
 
 /**
  * The configured store, with transient failures retried under `budget`: the command's one retry
- * budget, shared with every other layer that retries (a fresh one of WALTS_RETRY_DEADLINE if none).
+ * budget, shared with every other layer that retries (without one: WALTS_RETRY_DEADLINE per outage).
  */
-export function openStorage(config: StoreConfig, log?: StorageLog, budget: RetryBudget = new RetryBudget({ deadlineMs: config.retryDeadlineMs })): Storage {
+export function openStorage(
+  config: StoreConfig,
+  log?: StorageLog,
+  budget: RetryBudget = new RetryBudget({ deadlineMs: config.retryDeadlineMs, window: 'outage' }),
+): Storage {
   let storage: Storage;
   if (config.kind === 'file') {
     if (!config.directory) throw new RangeError(`file store without a directory: ${config.url}`);

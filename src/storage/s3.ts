@@ -70,7 +70,7 @@ export class S3Storage implements Storage {
     this.bucket = config.bucket;
     this.prefix = config.prefix;
     this.log = options.log;
-    this.budget = options.budget ?? new RetryBudget({ deadlineMs: config.retryDeadlineMs });
+    this.budget = options.budget ?? new RetryBudget({ deadlineMs: config.retryDeadlineMs, window: 'outage' });
     this.location = `s3://${this.bucket}/${this.prefix.replace(/\/$/, '')}`.replace(/\/$/, '');
     this.description = config.s3.endpoint ? `${this.location} at ${config.s3.endpoint}` : this.location;
     this.conditionalCreate = config.s3.conditionalPut === 'on' ? 'enforced' : 'unverified';
@@ -308,7 +308,7 @@ export class S3Storage implements Storage {
     const where = `${this.location}: ${op} ${key}`;
     if (status !== undefined) {
       if (ACCESS_CODES.has(code) || status === 403) {
-        return new ConfigError(`${where}: ${code} ${status}: access refused; check the credentials and the bucket policy (AWS_ACCESS_KEY_ID, AWS_PROFILE, WALTS_STORE)`);
+        return new ConfigError(`${where}: ${code} ${status}: access refused; check the access key and the bucket policy (AWS_ACCESS_KEY_ID, AWS_PROFILE, WALTS_STORE)`);
       }
       const transient = status >= 500 ? status !== 501 : status === 408 || status === 429 || status < 300 || TRANSIENT_CODES.has(code);
       return new UnavailableError(`${where}: ${code} ${status}`, { transient });

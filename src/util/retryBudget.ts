@@ -32,6 +32,7 @@ export const realClock: RetryClock = {
 
 export interface RetryBudgetOptions {
   readonly deadlineMs: number;
+  /** 'outage' unless said otherwise (see above). */
   readonly window?: 'command' | 'outage';
   readonly baseDelayMs?: number;
   readonly maxDelayMs?: number;
@@ -65,7 +66,7 @@ export class RetryBudget {
 
   constructor(options: RetryBudgetOptions) {
     this.deadlineMs = options.deadlineMs;
-    this.window = options.window ?? 'command';
+    this.window = options.window ?? 'outage';
     this.clock = { ...realClock, ...options.clock };
     this.#base = options.baseDelayMs ?? 200;
     this.#cap = options.maxDelayMs ?? 5000;

@@ -43,7 +43,7 @@ async function lz4Object(plain: Buffer, key = 'k.lz4'): Promise<{ data: Buffer; 
 /** A fake clock for a budget: waits advance it, so a deadline is spent without waiting. */
 function fakeBudget(deadlineMs: number) {
   let t = 0;
-  return new RetryBudget({ deadlineMs, clock: { now: () => t, sleep: async (ms) => void (t += ms), random: () => 0.5 } });
+  return new RetryBudget({ deadlineMs, window: 'command', clock: { now: () => t, sleep: async (ms) => void (t += ms), random: () => 0.5 } });
 }
 
 describe('decodeObject: one classification for every reader', () => {

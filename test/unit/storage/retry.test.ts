@@ -78,6 +78,7 @@ function fakeTime(extra: Partial<RetryBudgetOptions> = {}, random: () => number 
   const retries: RetryInfo[] = [];
   const budget = new RetryBudget({
     deadlineMs: 10_000,
+    window: 'command',
     clock: {
       now: () => t,
       sleep: async (ms) => {
@@ -301,7 +302,7 @@ describe('one retry budget per command', () => {
     const inner = new FlakyStorage();
     inner.head = (_key: string, options?: { signal?: AbortSignal }) =>
       new Promise<undefined>((_resolve, reject) => options?.signal?.addEventListener('abort', () => reject(Object.assign(new Error('aborted'), { name: 'AbortError' }))));
-    const budget = new RetryBudget({ deadlineMs: 50, minAttemptMs: 10 });
+    const budget = new RetryBudget({ deadlineMs: 50, minAttemptMs: 10, window: 'command' });
     const err = await withRetry(inner, budget).head('k').catch((e: unknown) => e);
     expect(err).toBeInstanceOf(UnavailableError);
     expect((err as Error).message).toMatch(/no answer within \d+ ms \(the rest of the retry deadline\)/);
