@@ -46,8 +46,9 @@ export function withRetry(storage: Storage, budget: RetryBudget, onRetry?: (info
   async function* list(prefix: string, options?: { signal?: AbortSignal }): AsyncIterable<ObjectInfo> {
     let it!: AsyncIterator<ObjectInfo>;
     // Only the first page is retried (see above); later pages are bounded by the store's timeouts.
-    const first = await retrying(budget, { op: 'list', key: prefix, signal: options?.signal, onRetry }, async () => {
-      it = storage.list(prefix, options)[Symbol.asyncIterator]();
+    // The cut applies to the first page only (its timer is cleared once the page is in).
+    const first = await run('list', prefix, options?.signal, (signal) => {
+      it = storage.list(prefix, { signal })[Symbol.asyncIterator]();
       return it.next();
     });
     if (first.done) return;
