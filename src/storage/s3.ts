@@ -307,7 +307,7 @@ export class S3Storage implements Storage {
     const code = errorCode(err);
     const where = `${this.location}: ${op} ${key}`;
     if (status !== undefined) {
-      if (ACCESS_CODES.has(code) || status === 403) {
+      if ((ACCESS_CODES.has(code) || status === 403) && !TRANSIENT_CODES.has(code)) {
         return new ConfigError(`${where}: ${code} ${status}: access refused; check the access key and the bucket policy (AWS_ACCESS_KEY_ID, AWS_PROFILE, WALTS_STORE)`);
       }
       const transient = status >= 500 ? status !== 501 : status === 408 || status === 429 || status < 300 || TRANSIENT_CODES.has(code);
@@ -377,6 +377,8 @@ const TRANSIENT_CODES = new Set([
   'PriorRequestNotComplete',
   'ConditionalRequestConflict', // 409: a concurrent conditional write was in flight
   'OperationAborted',
+  // 403, but the SDK corrects its clock offset from this answer: the next attempt is signed right.
+  'RequestTimeTooSkewed',
 ]);
 
 /** Answers that mean the credentials or the policy are wrong: the same on every retry. */
