@@ -196,6 +196,7 @@ export class S3Storage implements Storage {
         const code = first.Code ?? 'Error';
         const more = failed.length > 1 ? ` (and ${failed.length - 1} more)` : '';
         const key = first.Key?.startsWith(this.prefix) ? first.Key.slice(this.prefix.length) : first.Key;
+        if (ACCESS_CODES.has(code)) throw new ConfigError(`${this.location}: delete ${key}: ${code}${more}: access refused; check the access key and the bucket policy`);
         throw new UnavailableError(`${this.location}: delete ${key}: ${code}${more}`, { transient: TRANSIENT_CODES.has(code) });
       }
     }

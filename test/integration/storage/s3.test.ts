@@ -160,9 +160,12 @@ describe('S3Storage against s3rver', () => {
       ],
     });
     const err = await s.delete(['a', 'b']).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(UnavailableError);
-    expect((err as Error).message).toBe('s3://walts-test/pfx: delete a: AccessDenied (and 1 more)');
-    expect((err as UnavailableError).transient).toBe(false);
+    expect(err).toBeInstanceOf(ConfigError); // access refused: a setting to fix, not retried
+    expect((err as Error).message).toBe('s3://walts-test/pfx: delete a: AccessDenied (and 1 more): access refused; check the access key and the bucket policy');
+    (s as unknown as { client: { send: () => Promise<unknown> } }).client.send = async () => ({ Errors: [{ Key: 'pfx/a', Code: 'InternalError' }] });
+    const transient = await s.delete(['a']).catch((e: unknown) => e);
+    expect(transient).toBeInstanceOf(UnavailableError);
+    expect((transient as UnavailableError).transient).toBe(true);
   });
 });
 
