@@ -121,7 +121,13 @@ interface FailureContext {
 export function classifyDecodeError(err: unknown, ctx: FailureContext): unknown {
   // The caller's abort; or an AbortError no stage accounts for (the pipeline's own abort).
   if (ctx.aborted || (ctx.origin === undefined && (err as Error)?.name === 'AbortError')) return err;
-  const { key, cause } = ctx;
+  const { key } = ctx;
+  let cause = ctx.cause;
+  // An AbortError a stage raised on its own hides the failure that made it stop: look through it.
+  if ((cause as Error)?.name === 'AbortError') {
+    if ((cause as Error).cause === undefined) return cause;
+    cause = (cause as Error).cause;
+  }
   if (ctx.origin === 'body') {
     if (cause instanceof WaltsError) return cause; // the store classified it (UnavailableError)
     return new UnavailableError(`${key}: read failed after ${ctx.read} of ${ctx.announced} bytes: ${describe(cause)}`, { transient: true, cause });

@@ -207,3 +207,15 @@ describe('wal-fetch temp files', () => {
     expect(readdirSync(dir).sort()).toEqual([live, fresh, other].sort());
   });
 });
+
+describe('decodeObject: an AbortError from a stage', () => {
+  it('is looked through to its cause (a full disk is not "The operation was aborted")', async () => {
+    const deps = testDeps(new MemoryStorage());
+    const { obj } = await lz4Object(Buffer.alloc(1000, 1));
+    const enospc = Object.assign(new Error('no space'), { code: 'ENOSPC', syscall: 'write' });
+    const err = await decodeObject(deps, obj(), ['lz4'], async (s) => {
+      for await (const _ of s) throw Object.assign(new Error('The operation was aborted'), { name: 'AbortError', cause: enospc });
+    }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ kind: 'unavailable', transient: false, message: expect.stringMatching(/the disk is full \(ENOSPC\)/) });
+  });
+});
