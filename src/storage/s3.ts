@@ -399,15 +399,17 @@ const ACCESS_CODES = new Set([
  * with its backoff while time is left; anything else (4xx) is not.
  */
 export function budgetRetryStrategy(budget: RetryBudget, onRetry?: (info: { attempt: number; delay_ms: number; remaining_ms: number; err: string }) => void): RetryStrategyV2 {
-  const token = (count: number, delay: number): RetryToken => ({ getRetryCount: () => count, getRetryDelay: () => delay });
+  type Token = RetryToken & { firstFailure?: number };
+  const token = (count: number, delay: number, firstFailure?: number): Token => ({ getRetryCount: () => count, getRetryDelay: () => delay, firstFailure });
   return {
     acquireInitialRetryToken: async () => token(0, 0),
     refreshRetryTokenForRetry: async (previous, info) => {
       const attempt = previous.getRetryCount() + 1;
-      const ms = info.errorType === 'CLIENT_ERROR' ? undefined : budget.nextDelay(attempt);
+      const firstFailure = (previous as Token).firstFailure ?? budget.clock.now();
+      const ms = info.errorType === 'CLIENT_ERROR' ? undefined : budget.nextDelay(attempt, firstFailure);
       if (ms === undefined) throw info.error ?? new Error('no retry');
       onRetry?.({ attempt, delay_ms: ms, remaining_ms: Math.max(0, budget.remainingMs() - ms), err: errorCode(info.error) });
-      return token(attempt, ms);
+      return token(attempt, ms, firstFailure);
     },
     recordSuccess: () => budget.succeeded(),
   };

@@ -94,9 +94,12 @@ export class RetryBudget {
    * The wait before the attempt after failed attempt `attempt` (from 1), or undefined when the
    * deadline has passed. Full jitter in [0, min(cap, base·2^(attempt-1))), cut to end at the deadline.
    */
-  nextDelay(attempt: number): number | undefined {
+  nextDelay(attempt: number, firstFailure?: number): number | undefined {
     this.#failingSince ??= this.clock.now();
-    const left = this.remainingMs();
+    // One operation never retries past the deadline from its own first failure either: in the
+    // 'outage' window, other requests succeeding meanwhile must not keep a failing one going forever.
+    const own = firstFailure === undefined ? Infinity : firstFailure + this.deadlineMs - this.clock.now();
+    const left = Math.min(this.remainingMs(), own);
     if (left <= 0) return undefined;
     const ms = Math.floor(this.clock.random() * Math.min(this.#cap, this.#base * 2 ** (attempt - 1)));
     return Math.min(ms, left);
@@ -127,6 +130,7 @@ export interface RetryingOptions {
 /** Runs `fn` until it succeeds, fails with something not retryable, or the budget is spent. */
 export async function retrying<T>(budget: RetryBudget, options: RetryingOptions, fn: (attempt: number) => Promise<T>): Promise<T> {
   const retryable = options.retryable ?? ((err: unknown) => isTransient(err));
+  let firstFailure: number | undefined;
   for (let attempt = 1; ; attempt++) {
     try {
       const result = await fn(attempt);
@@ -134,7 +138,8 @@ export async function retrying<T>(budget: RetryBudget, options: RetryingOptions,
       return result;
     } catch (err) {
       if (options.signal?.aborted || !retryable(err, attempt)) throw err;
-      const ms = budget.nextDelay(attempt);
+      firstFailure ??= budget.clock.now();
+      const ms = budget.nextDelay(attempt, firstFailure);
       if (ms === undefined) throw err;
       options.onRetry?.({ op: options.op, key: options.key, attempt, delayMs: ms, remainingMs: Math.max(0, budget.remainingMs() - ms), error: err });
       await budget.sleep(ms, options.signal);

@@ -343,3 +343,22 @@ describe('one retry budget per command', () => {
     expect(seen).toEqual([9900]);
   });
 });
+
+describe("'outage' window with requests in parallel", () => {
+  it('a request that keeps failing gives up at the deadline even while others succeed', async () => {
+    const inner = new FlakyStorage();
+    await inner.put('ok', Buffer.from('v'));
+    inner.failures.get.push(...Array.from({ length: 1000 }, () => transient()));
+    const { wrap, now } = fakeTime({ deadlineMs: 10_000, window: 'outage' });
+    const s = wrap(inner);
+    // Every wait of the failing get lets a successful head through (which restarts the outage window).
+    const sleepy = inner.get.bind(inner);
+    inner.get = async (key: string) => {
+      await s.head('ok');
+      return sleepy(key);
+    };
+    const start = now();
+    await expect(s.get('k')).rejects.toBeInstanceOf(UnavailableError);
+    expect(now() - start).toBeLessThanOrEqual(10_000);
+  });
+});
