@@ -178,6 +178,23 @@ describe('wal-fetch under the command budget', () => {
     expect(gets).toBeGreaterThan(2);
   });
 
+  it('reads an object that fails verification once more, not until the deadline', async () => {
+    const store = await archived();
+    const key = [...store.objects.keys()].find((k) => k.includes(SEG1))!;
+    const obj = store.objects.get(key)!;
+    obj.data[obj.data.length - 20]! ^= 0xff; // corrupt: the lz4 checksum or the recorded digest fails
+    let gets = 0;
+    const get = store.get.bind(store);
+    store.get = async (k: string) => {
+      gets++;
+      return get(k);
+    };
+    const budget = fakeBudget(10_000);
+    const err = await walFetch({ ...testDeps(store), retry: budget }, { name: SEG1, dest: 'pg_wal/X', cwd: pgdata() }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(IntegrityError);
+    expect(gets).toBe(2);
+  });
+
   it('does not retry what retrying cannot change (one attempt)', async () => {
     const store = await archived();
     let gets = 0;
