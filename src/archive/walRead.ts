@@ -1,8 +1,8 @@
 /** Reading WAL objects into memory or a hash (for history files and deep verification). */
-import { CryptoError, IntegrityError, WaltsError } from '../errors';
+import { IntegrityError } from '../errors';
 import type { Deps } from '../deps';
-import { DigestStream, pipeStages, readAll } from '../util/streams';
-import { completeFacts } from './objectMeta';
+import { readAll } from '../util/streams';
+import { checkRecordedFacts, decodeObject } from './decode';
 import { parseWalKey } from './layout';
 
 /**
@@ -13,21 +13,11 @@ export async function readWalObject(deps: Deps, key: string, keep: boolean, sign
   const parsed = parseWalKey(key);
   if (!parsed) throw new IntegrityError(`${key} is not a WAL object key`);
   const obj = await deps.storage.get(key, { signal });
-  const plain = new DigestStream();
   let data: Buffer | undefined;
-  try {
-    await pipeStages([obj.body, ...deps.codecs.decoders(parsed.codecs), plain, async (s: AsyncIterable<Buffer>) => {
-      if (keep) data = await readAll(s, 64 << 20);
-      else for await (const _ of s) void _;
-    }], signal);
-  } catch (err) {
-    if (err instanceof WaltsError && err.kind !== 'integrity' && !(err instanceof CryptoError)) throw err;
-    throw new IntegrityError(`${key}: cannot decode (${(err as Error).message})`, { cause: err });
-  }
-  const facts = completeFacts(obj);
-  const sha256 = plain.digest();
-  if (facts && (facts.sha256 !== sha256 || facts.size !== plain.bytes)) {
-    throw new IntegrityError(`${key}: decoded content does not match the recorded SHA-256/size (corrupt object)`);
-  }
-  return { data, sha256, size: plain.bytes, verified: facts !== undefined };
+  const decoded = await decodeObject(deps, obj, parsed.codecs, async (s) => {
+    if (keep) data = await readAll(s, 64 << 20);
+    else for await (const _ of s) void _;
+  }, { signal });
+  const verified = checkRecordedFacts(obj, decoded);
+  return { data, sha256: decoded.sha256, size: decoded.plainBytes, verified };
 }

@@ -9,10 +9,10 @@
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { promises as fsp } from 'node:fs';
-import { PassThrough, Readable } from 'node:stream';
+import { PassThrough } from 'node:stream';
+import { encodeAndPut, type Encoded } from '../archive/encode';
 import type { CodecSet } from '../codec/chain';
 import type { Storage } from '../storage/storage';
-import { DigestStream, pipeStages } from '../util/streams';
 import type { StoredPart } from './sentinel';
 import { fileBody, TAR_END, tarHeader, tarPadding, type TarEntryHeader } from './tar';
 
@@ -45,9 +45,7 @@ interface OpenVolume {
   readonly index: number;
   readonly key: string;
   readonly tar: PassThrough;
-  readonly plain: DigestStream;
-  readonly stored: DigestStream;
-  readonly done: Promise<void>;
+  readonly done: Promise<Encoded>;
   bytes: number;
 }
 
@@ -112,8 +110,8 @@ export class VolumeWriter {
     this.#current = undefined;
     await this.write(v, TAR_END);
     v.tar.end();
-    await v.done;
-    this.volumes.push({ key: v.key, stored_size: v.stored.bytes, size: v.plain.bytes, sha256: v.plain.digest() });
+    const { plain, storedBytes } = await v.done;
+    this.volumes.push({ key: v.key, stored_size: storedBytes, size: plain.size, sha256: plain.sha256 });
   }
 
   /** Stops the upload in flight (on failure or interruption); nothing more is written. */
@@ -131,16 +129,11 @@ export class VolumeWriter {
     const index = ++this.#count;
     const key = this.options.keyFor(index);
     const tar = new PassThrough({ highWaterMark: 1 << 20 });
-    const plain = new DigestStream();
-    const stored = new DigestStream();
     const { storage, codecs, signal } = this.options;
-    const done = pipeStages(
-      [tar, plain, ...codecs.encoders(), stored, async (encoded: AsyncIterable<Buffer>) => storage.put(key, Readable.from(encoded), { signal })],
-      signal,
-    );
+    const done = encodeAndPut({ storage, codecs }, key, tar, { signal });
     // A failed upload must stop the producer at once rather than leave it waiting for 'drain'.
     done.catch((err: unknown) => tar.destroy(err as Error));
-    return { index, key, tar, plain, stored, done, bytes: 0 };
+    return { index, key, tar, done, bytes: 0 };
   }
 
   private async write(v: OpenVolume, chunk: Buffer): Promise<void> {

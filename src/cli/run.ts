@@ -8,6 +8,7 @@ import { awsEnvFromConfigFile, loadConfig, type Config } from '../config';
 import { makeDeps, type Deps } from '../deps';
 import { describeError } from '../errors';
 import { createLogger, type Logger } from '../log';
+import { RetryBudget } from '../util/retryBudget';
 
 export interface CommandContext {
   readonly config: Config;
@@ -30,6 +31,11 @@ export interface RunOptions {
   isExpected?: (err: unknown) => boolean;
   /** Commands whose output is on stdout (lists) log their success at debug only. */
   quietSuccess?: boolean;
+  /**
+   * How WALTS_RETRY_DEADLINE is counted (util/retryBudget.ts): 'command' (wal-push, wal-fetch: the
+   * whole command ends by the deadline) or 'outage' (long commands: each outage gets the deadline).
+   */
+  retryWindow?: 'command' | 'outage';
 }
 
 export async function runCommand(
@@ -45,7 +51,8 @@ export async function runCommand(
   // AWS_* settings from a config file reach the SDK's credential chain like real environment variables.
   Object.assign(process.env, awsEnvFromConfigFile(sources, argv));
   const log = createLogger(config.logLevel, { cmd: command });
-  const deps = makeDeps(config, log);
+  const budget = new RetryBudget({ deadlineMs: config.store.retryDeadlineMs, window: options.retryWindow ?? 'outage' });
+  const deps = makeDeps(config, log, budget);
   const started = Date.now();
   try {
     const fields = await body({ config, deps, log, signal: runtime.signal });

@@ -30,10 +30,11 @@ export const walFetchCommand: CommandModule<object, { name: string; dest: string
 Nothing is ever left at <dest> unless the exit status is 0.`,
       ) as never,
   handler: (argv) =>
-    runCommand('wal-fetch', argv, async ({ deps, config, signal }) => {
-      const r = await walFetch(deps, { name: argv.name, dest: argv.dest, cwd: process.cwd(), retryDeadlineMs: config.store.retryDeadlineMs, signal });
+    runCommand('wal-fetch', argv, async ({ deps, signal }) => {
+      const r = await walFetch(deps, { name: argv.name, dest: argv.dest, cwd: process.cwd(), signal });
       return { wal: r.name, key: r.key, bytes_in: r.storedBytes, bytes_out: r.plainBytes, digest_verified: r.digestVerified };
     }, {
+      retryWindow: 'command',
       preflight: () => {
         if (!parseWalFileName(argv.name)) throw new UsageError(`${JSON.stringify(argv.name)} is not a WAL file name; refusing to fetch`);
       },

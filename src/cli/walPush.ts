@@ -28,6 +28,7 @@ export const walPushCommand: CommandModule<object, { path: string }> = {
       const r = await walPush(deps, { path: argv.path, cwd: process.cwd(), signal });
       return { wal: r.name, key: r.key, outcome: r.outcome, bytes_in: r.plainBytes, bytes_out: r.storedBytes, ...(r.replaced.length ? { replaced: r.replaced } : {}) };
     }, {
+      retryWindow: 'command',
       preflight: () => {
         if (!parseWalFileName(basename(argv.path))) throw new UsageError(`${JSON.stringify(argv.path)} is not a WAL file name; refusing to archive it`);
       },

@@ -13,6 +13,7 @@
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { checkWriteEncryption, openArchive } from '../archive/archive';
+import { encodeAndPut } from '../archive/encode';
 import { backupKeys, backupName } from '../archive/layout';
 import { findWalVariants } from '../archive/walObjects';
 import type { StoredPart, TablespaceInfo, BackupSentinel } from '../backup/sentinel';
@@ -25,7 +26,6 @@ import { IntegrityError, UnavailableError, UsageError } from '../errors';
 import { abortBackup, describeArchiverStatus, startBackup, stopBackup, walArchiverStatus } from '../postgres/backupApi';
 import { connect, type PgConnectOptions, type PgSession } from '../postgres/client';
 import { nextSegment, parseLsn, parseSegmentName, parseWalFileName, segmentName } from '../postgres/walName';
-import { DigestStream, pipeStages } from '../util/streams';
 import { Readable } from 'node:stream';
 
 export interface BackupPushArgs {
@@ -203,10 +203,8 @@ async function uploadManifest(
 ): Promise<StoredPart> {
   const key = backupKeys.manifest(name, deps.codecs.writeSuffix);
   const body = manifestLines({ format: 1, backup: name, system_identifier: start.systemIdentifier, start_lsn: start.startLsn, stop_lsn: stop.stopLsn, entries: writer.entries.length }, writer.entries);
-  const plain = new DigestStream();
-  const stored = new DigestStream();
-  await pipeStages([Readable.from([body]), plain, ...deps.codecs.encoders(), stored, async (s: AsyncIterable<Buffer>) => deps.storage.put(key, Readable.from(s))]);
-  return { key, stored_size: stored.bytes, size: plain.bytes, sha256: plain.digest() };
+  const { plain, storedBytes } = await encodeAndPut(deps, key, Readable.from([body]));
+  return { key, stored_size: storedBytes, size: plain.size, sha256: plain.sha256 };
 }
 
 /**

@@ -8,20 +8,23 @@
  * point, a missing bucket or a wrong prefix is a hard error, never the end of the archive. Every
  * other failure is retried within the deadline and then reported as a hard error, which the CLI
  * turns into an exit code that stops recovery rather than ending it early (reliability.md rule 12).
+ * Temp files carry the writer's pid, so one left by a killed wal-fetch is removed by the next one
+ * (walFetchTemp.ts).
  */
 import { randomBytes } from 'node:crypto';
 import { constants, promises as fsp } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { openArchive } from '../archive/archive';
+import { checkRecordedFacts, decodeObject, type Decoded } from '../archive/decode';
 import { walKey } from '../archive/layout';
-import { completeFacts } from '../archive/objectMeta';
 import { findWalVariants } from '../archive/walObjects';
 import type { Deps } from '../deps';
-import { IntegrityError, NotFoundError, UnavailableError, UsageError, WaltsError } from '../errors';
+import { describeError, IntegrityError, isTransient, NotFoundError, UnavailableError, UsageError } from '../errors';
 import { LONG_HEADER_SIZE, parseWalSegmentHeader } from '../postgres/walHeader';
 import { isValidSegmentSize, parseSegmentName, parseWalFileName, segmentStartLsn, type WalFileName } from '../postgres/walName';
 import type { StoredObject } from '../storage/storage';
-import { DigestStream, pipeStages } from '../util/streams';
+import { retrying } from '../util/retryBudget';
+import { removeStaleTempFiles, tempName } from './walFetchTemp';
 
 export interface WalFetchArgs {
   /** `%f`: the WAL file name PostgreSQL wants. */
@@ -29,10 +32,7 @@ export interface WalFetchArgs {
   /** `%p`: where to put it, relative to `cwd` or absolute. */
   readonly dest: string;
   readonly cwd: string;
-  /** Overall time for retrying transient failures (reads broken mid-stream included). */
-  readonly retryDeadlineMs: number;
   readonly signal?: AbortSignal;
-  readonly sleep?: (ms: number) => Promise<void>;
 }
 
 export interface WalFetchResult {
@@ -44,53 +44,58 @@ export interface WalFetchResult {
   readonly digestVerified: boolean;
 }
 
+/**
+ * Retries go through the command's one budget (deps.retry), shared with the store's request
+ * retries: a whole fetch is tried again when its download broke mid-stream (transient) or, once,
+ * when the content did not verify (a connection cut short can look like a short object). Errors
+ * that retrying cannot change (access refused, missing key, full disk) end the fetch at once.
+ */
 export async function walFetch(deps: Deps, args: WalFetchArgs): Promise<WalFetchResult> {
   const name = parseWalFileName(args.name);
   if (!name) throw new UsageError(`${JSON.stringify(args.name)} is not a WAL file name; refusing to fetch`);
   const dest = resolve(args.cwd, args.dest);
-  const started = Date.now();
-  const sleep = args.sleep ?? ((ms: number) => new Promise((r) => setTimeout(r, ms)));
+  await removeStaleTempFiles(dirname(dest), deps.log);
   let integrityRetried = false;
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await fetchOnce(deps, name, dest, args.signal);
-    } catch (err) {
-      if (args.signal?.aborted) throw err;
-      // A digest mismatch is read once more: a connection cut short can look like a short object.
-      const retryIntegrity = err instanceof IntegrityError && !integrityRetried;
-      // Any store failure is retried here, access denied included (IAM changes propagate, tokens
-      // refresh): giving up early would stop recovery for something that may pass.
-      const retryStore = err instanceof UnavailableError;
-      if (!(retryStore || retryIntegrity) || Date.now() - started >= args.retryDeadlineMs) throw err;
-      if (retryIntegrity) integrityRetried = true;
-      const delay = Math.min(5000, 200 * 2 ** attempt) * Math.random();
-      deps.log.warn({ wal: name.name, attempt, err: (err as Error).message }, 'wal-fetch attempt failed; retrying');
-      await sleep(delay);
-    }
-  }
+  return retrying(
+    deps.retry,
+    {
+      op: 'wal-fetch',
+      key: name.name,
+      signal: args.signal,
+      retryable: (err) => {
+        if (isTransient(err)) return true;
+        if (err instanceof IntegrityError && !integrityRetried) return (integrityRetried = true);
+        return false;
+      },
+      onRetry: ({ attempt, delayMs, remainingMs, error }) =>
+        deps.log.warn(
+          { wal: name.name, attempt, delay_ms: delayMs, remaining_ms: remainingMs, err: describeError(error) },
+          `wal-fetch attempt failed; retrying in ${delayMs} ms (${(remainingMs / 1000).toFixed(1)} s left of the retry deadline)`,
+        ),
+    },
+    () => fetchOnce(deps, name, dest, args.signal),
+  );
 }
 
 async function fetchOnce(deps: Deps, name: WalFileName, dest: string, signal?: AbortSignal): Promise<WalFetchResult> {
   const obj = await openBest(deps, name, signal);
-  const tmp = join(dirname(dest), `.${basename(dest)}.walts-${randomBytes(4).toString('hex')}.tmp`);
+  // A body failing before decodeObject listens (while the temp file is created) must not go
+  // unhandled: decodeObject finds it in `body.errored`.
+  obj.body.on('error', () => {});
+  const tmp = join(dirname(dest), tempName(basename(dest), randomBytes(4).toString('hex')));
   const handle = await fsp.open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600).catch((err: NodeJS.ErrnoException) => {
     obj.body.destroy();
-    throw new UnavailableError(`cannot create ${tmp}: ${err.code ?? err.message}`, { transient: false, cause: err });
+    const full = err.code === 'ENOSPC' || err.code === 'EDQUOT';
+    throw new UnavailableError(`cannot create ${tmp}: ${full ? `the disk is full (${err.code})` : (err.code ?? err.message)}`, { transient: false, cause: err });
   });
   let renamed = false;
   try {
-    const stored = new DigestStream();
-    const plain = new DigestStream(LONG_HEADER_SIZE);
-    try {
-      // The write stream owns the handle and closes it when done or destroyed.
-      await pipeStages([obj.body, stored, ...deps.codecs.decoders(obj.codecs), plain, handle.createWriteStream()], signal);
-    } catch (err) {
-      throw classifyReadError(err, obj.key);
-    }
-    const digestVerified = verify(obj, name, stored.bytes, { sha256: plain.digest(), size: plain.bytes }, plain.head());
+    // The write stream owns the handle and closes it when done or destroyed.
+    const decoded = await decodeObject(deps, obj, obj.codecs, handle.createWriteStream(), { signal, headBytes: LONG_HEADER_SIZE });
+    const digestVerified = verify(obj, name, decoded);
     await fsp.rename(tmp, dest);
     renamed = true;
-    return { name: name.name, key: obj.key, storedBytes: stored.bytes, plainBytes: plain.bytes, digestVerified };
+    return { name: name.name, key: obj.key, storedBytes: decoded.storedBytes, plainBytes: decoded.plainBytes, digestVerified };
   } finally {
     if (!renamed) {
       await fsp.rm(tmp, { force: true });
@@ -122,36 +127,17 @@ async function openBest(deps: Deps, name: WalFileName, signal?: AbortSignal): Pr
 }
 
 /** Proves the decoded file is the archived one. Returns whether a recorded digest was checked. */
-function verify(obj: StoredObject, name: WalFileName, storedBytes: number, plain: { sha256: string; size: number }, head: Buffer): boolean {
-  if (storedBytes !== obj.size) throw new IntegrityError(`${obj.key}: read ${storedBytes} bytes, the store announced ${obj.size}`);
-  const recorded = completeFacts(obj);
-  if (Object.keys(obj.metadata).length > 0 && !recorded) {
-    throw new IntegrityError(`${obj.key} is incomplete: its size does not match the size recorded with it`);
-  }
-  if (recorded && (recorded.sha256 !== plain.sha256 || recorded.size !== plain.size)) {
-    throw new IntegrityError(`${obj.key}: decoded content does not match the recorded SHA-256/size (corrupt object)`);
-  }
+function verify(obj: StoredObject, name: WalFileName, decoded: Decoded): boolean {
+  const recorded = checkRecordedFacts(obj, decoded);
+  const size = decoded.plainBytes;
   if (name.kind === 'segment' || name.kind === 'partial') {
-    if (!isValidSegmentSize(plain.size)) throw new IntegrityError(`${obj.key}: decoded to ${plain.size} bytes, not a WAL segment size`);
-    const header = parseWalSegmentHeader(head);
+    if (!isValidSegmentSize(size)) throw new IntegrityError(`${obj.key}: decoded to ${size} bytes, not a WAL segment size`);
+    const header = parseWalSegmentHeader(decoded.head);
     if (typeof header === 'string') throw new IntegrityError(`${obj.key}: ${header}`);
-    const expected = segmentStartLsn(parseSegmentName(name.name, plain.size), plain.size);
-    if (header.segmentSize !== plain.size || header.pageAddress !== expected) {
+    const expected = segmentStartLsn(parseSegmentName(name.name, size), size);
+    if (header.segmentSize !== size || header.pageAddress !== expected) {
       throw new IntegrityError(`${obj.key}: the decoded segment does not match its name (page address or segment size)`);
     }
   }
-  return recorded !== undefined;
-}
-
-/** Errors from the middle of a read: ours pass through; a broken connection is worth another try. */
-function classifyReadError(err: unknown, key: string): unknown {
-  if (err instanceof WaltsError || (err as Error).name === 'AbortError') return err;
-  const code = (err as NodeJS.ErrnoException).code;
-  if (code === 'ENOSPC' || code === 'EDQUOT' || code === 'EROFS' || code === 'EACCES') {
-    return new UnavailableError(`cannot write the fetched file: ${code}`, { transient: false, cause: err });
-  }
-  const message = (err as Error).message ?? String(err);
-  // LZ4 frame and checksum errors come from the decoder as plain Errors.
-  if (/checksum|invalid|magic|lz4/i.test(message)) return new IntegrityError(`${key}: cannot decode (${message})`, { cause: err });
-  return new UnavailableError(`${key}: read failed: ${message}`, { transient: true, cause: err });
+  return recorded;
 }

@@ -22,7 +22,7 @@ import type { Deps } from '../deps';
 import { ConfigError, IntegrityError, NotFoundError, ObjectExistsError, UnavailableError, UsageError } from '../errors';
 import { LONG_HEADER_SIZE, parseWalSegmentHeader, type WalSegmentHeader } from '../postgres/walHeader';
 import { isValidSegmentSize, parseSegmentName, parseWalFileName, segmentStartLsn, type WalFileName } from '../postgres/walName';
-import { DigestStream, pipeStages } from '../util/streams';
+import { encodeTo } from '../archive/encode';
 import { spool, type Spooled } from '../util/spool';
 
 /** History and backup-history files are a few lines of text. */
@@ -150,28 +150,19 @@ async function validateSource(handle: fsp.FileHandle, name: WalFileName, size: n
 }
 
 async function encode(deps: Deps, handle: fsp.FileHandle, fileSize: number, signal?: AbortSignal): Promise<{ plain: PlainFacts; spooled: Spooled }> {
-  const digest = new DigestStream();
   let spooled: Spooled | undefined;
   // autoClose off: the caller closes the handle. The stream is destroyed after use either way,
   // which releases its hold on the handle (FileHandle.close() waits for that).
   const source = handle.createReadStream({ start: 0, autoClose: false });
-  await pipeStages(
-    [
-      source,
-      digest,
-      ...deps.codecs.encoders(),
-      async (source: AsyncIterable<Buffer>) => {
-        spooled = await spool(source);
-      },
-    ],
-    signal,
-  ).finally(() => source.destroy());
+  const { plain } = await encodeTo(deps.codecs, source, async (encoded) => {
+    spooled = await spool(encoded);
+  }, signal).finally(() => source.destroy());
   if (!spooled) throw new Error('encoder produced no output');
-  if (digest.bytes !== fileSize) {
+  if (plain.size !== fileSize) {
     await spooled.cleanup();
-    throw new IntegrityError(`file changed size while being read (${fileSize} → ${digest.bytes} bytes)`);
+    throw new IntegrityError(`file changed size while being read (${fileSize} → ${plain.size} bytes)`);
   }
-  return { plain: { sha256: digest.digest(), size: digest.bytes }, spooled };
+  return { plain, spooled };
 }
 
 /**

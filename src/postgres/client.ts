@@ -30,9 +30,10 @@
  * package, but it matches socket paths literally (never as `localhost`), and every use prints a
  * deprecation warning to stderr (which is PostgreSQL's log when walts runs from archive_command).
  *
- * Errors: any failure to connect is an UnavailableError with one line naming host, port, user and
- * database (never the password), transient for network problems and "starting up/too many clients",
- * not for authentication or a missing database. Bad settings are a ConfigError naming the variable.
+ * Errors: a failure to connect is one line naming host, port, user and database (never the password):
+ * a ConfigError when every server refused the role, the password or the database (or no password
+ * was supplied): settings to fix, never retried; otherwise an UnavailableError, transient for
+ * network problems and "starting up/too many clients". Bad settings are a ConfigError naming the variable.
  */
 import * as fs from 'fs';
 import * as net from 'net';
@@ -437,6 +438,7 @@ export async function connect(options: ConnectOptions = {}): Promise<PgSession> 
 async function connectWith(settings: ConnectSettings, onNotice: ((n: PgNotice) => void) | undefined): Promise<PgSession> {
   const failures: string[] = [];
   let transient = false;
+  let allConfig = true;
   let lastCause: unknown;
   for (const t of settings.targets) {
     const attempts = sslAttempts(settings, t.host);
@@ -448,11 +450,15 @@ async function connectWith(settings: ConnectSettings, onNotice: ((n: PgNotice) =
       const where = `host=${t.host} port=${t.port} user=${settings.user} database=${settings.database}${attempts.length > 1 ? (ssl ? ' (TLS)' : ' (no TLS)') : ''}`;
       failures.push(`${where}: ${r.reason}`);
       transient = r.transient;
+      // What a host answered last decides (a TLS attempt refused by a server without SSL is not).
+      if (i === attempts.length - 1 || r.network) allConfig &&= r.config;
       // A server that is not there will not be there with other TLS settings either.
       if (r.network) break;
     }
   }
   const prefix = failures.length === 1 ? 'cannot connect to PostgreSQL at ' : 'cannot connect to PostgreSQL: ';
+  // Every server answered that the role, password or database is wrong: a setting to fix (exit 2).
+  if (allConfig && failures.length > 0) throw new ConfigError(scrub(prefix + failures.join('; '), settings));
   throw new UnavailableError(scrub(prefix + failures.join('; '), settings), { transient, cause: lastCause });
 }
 
@@ -460,6 +466,8 @@ interface AttemptResult {
   session?: PgSession;
   reason: string;
   transient: boolean;
+  /** The server refused the role, password or database (or none was supplied): configuration. */
+  config: boolean;
   network: boolean;
   cause?: unknown;
 }
@@ -513,7 +521,7 @@ async function attempt(
     const secretKey = (client as unknown as { secretKey: number }).secretKey;
     const target: SessionTarget = { host: t.host, port: t.port, user: settings.user, database: settings.database, ssl: ssl !== false };
     const session = new Session(client, rows[0]!.v, pid, secretKey, target, settings, onNotice, () => lostWith);
-    return { session, reason: '', transient: false, network: false };
+    return { session, reason: '', transient: false, network: false, config: false };
   } catch (e) {
     destroyClient(client);
     const d = classifyConnectError(e, settings.connectTimeoutMs);
@@ -536,22 +544,30 @@ function transientSqlState(code: string): boolean {
   return code.startsWith('08') || code === '57P01' || code === '57P02' || code === '57P03' || code.startsWith('53');
 }
 
-function classifyConnectError(e: unknown, timeoutMs: number): { reason: string; transient: boolean; network: boolean } {
-  if (e instanceof NoPasswordError) return { reason: e.message, transient: false, network: false };
+/**
+ * SQLSTATEs that say the connection settings are wrong: 28000 (no such role, no pg_hba.conf entry),
+ * 28P01 (bad password), 3D000 (no such database). Retrying cannot change them.
+ */
+function configSqlState(code: string): boolean {
+  return code.startsWith('28') || code === '3D000';
+}
+
+function classifyConnectError(e: unknown, timeoutMs: number): { reason: string; transient: boolean; network: boolean; config: boolean } {
+  if (e instanceof NoPasswordError) return { reason: e.message, transient: false, network: false, config: true };
   const err = e as NodeJS.ErrnoException;
   const msg = oneLine(err?.message ?? String(e));
   const state = sqlStateOf(e);
-  if (state) return { reason: `${msg} (SQLSTATE ${state})`, transient: transientSqlState(state), network: false };
+  if (state) return { reason: `${msg} (SQLSTATE ${state})`, transient: transientSqlState(state), network: false, config: configSqlState(state) };
   const code = typeof err?.code === 'string' ? err.code : undefined;
   if (code && NETWORK_CODES.has(code)) {
     let reason = msg;
     if (code === 'ECONNREFUSED') reason = `connection refused (${msg}); is the server running and accepting TCP/IP connections there?`;
     if (code === 'ENOENT') reason = `no server socket (${msg}); is the server running locally and accepting connections on that socket?`;
-    return { reason, transient: TRANSIENT_CODES.has(code), network: true };
+    return { reason, transient: TRANSIENT_CODES.has(code), network: true, config: false };
   }
-  if (/timeout expired|timed out/i.test(msg)) return { reason: `timed out after ${timeoutMs} ms`, transient: true, network: true };
-  if (/terminated unexpectedly|ECONNRESET|socket hang up/i.test(msg)) return { reason: msg, transient: true, network: false };
-  return { reason: msg, transient: false, network: false };
+  if (/timeout expired|timed out/i.test(msg)) return { reason: `timed out after ${timeoutMs} ms`, transient: true, network: true, config: false };
+  if (/terminated unexpectedly|ECONNRESET|socket hang up/i.test(msg)) return { reason: msg, transient: true, network: false, config: false };
+  return { reason: msg, transient: false, network: false, config: false };
 }
 
 function oneLine(s: string): string {

@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { constants, createReadStream, promises as fsp } from 'node:fs';
 import { basename, dirname, join, relative, sep } from 'node:path';
 import { Readable } from 'node:stream';
-import { NotFoundError, ObjectExistsError, UnavailableError } from '../errors';
+import { ConfigError, NotFoundError, ObjectExistsError, UnavailableError } from '../errors';
 import { BIND, bound, memoHash, stripBinding, type ObjectStat } from './fsSideFile';
 import { assertValidKey, META_SUFFIX, type ObjectInfo, type PutOptions, type Storage, type StoredObject } from './storage';
 
@@ -363,11 +363,21 @@ export class FsStorage implements Storage {
     }
   }
 
-  private unavailable(what: string, err: unknown): UnavailableError {
-    const code = (err as NodeJS.ErrnoException).code;
-    // Running out of space or permissions will not fix itself within a retry budget.
-    const transient = !['EACCES', 'EPERM', 'ENOSPC', 'EROFS', 'EDQUOT', 'ENOTDIR', 'EISDIR'].includes(code ?? '');
-    return new UnavailableError(`${this.description}: cannot ${what}: ${(err as Error).message}`, { transient, cause: err });
+  /**
+   * Permissions and a read-only mount are configuration (exit 2, no retry); a full disk is said as
+   * such (exit 4, no retry: it will not empty itself within a retry budget); the rest may pass.
+   */
+  private unavailable(what: string, err: unknown): UnavailableError | ConfigError {
+    const code = (err as NodeJS.ErrnoException).code ?? '';
+    const where = `${this.description}: cannot ${what}`;
+    if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
+      return new ConfigError(`${where}: ${code === 'EROFS' ? 'the store is on a read-only file system' : 'permission denied'} (${code}); check WALTS_STORE and the directory's owner and mode`);
+    }
+    if (code === 'ENOSPC' || code === 'EDQUOT') {
+      return new UnavailableError(`${where}: the store's disk is full (${code})`, { transient: false, cause: err });
+    }
+    const transient = !['ENOTDIR', 'EISDIR'].includes(code);
+    return new UnavailableError(`${where}: ${(err as Error).message}`, { transient, cause: err });
   }
 }
 

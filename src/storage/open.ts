@@ -1,5 +1,6 @@
 import type { StoreConfig } from '../config';
 import { describeError } from '../errors';
+import { RetryBudget } from '../util/retryBudget';
 import { FsStorage } from './fs';
 import { withRetry } from './retry';
 import type { Storage } from './storage';
@@ -8,8 +9,15 @@ export interface StorageLog {
   warn(obj: object, msg: string): void;
 }
 
-/** The configured store, with deadline-bounded retries of transient failures. */
-export function openStorage(config: StoreConfig, log?: StorageLog): Storage {
+/**
+ * The configured store, with transient failures retried under `budget`: the command's one retry
+ * budget, shared with every other layer that retries (without one: WALTS_RETRY_DEADLINE per outage).
+ */
+export function openStorage(
+  config: StoreConfig,
+  log?: StorageLog,
+  budget: RetryBudget = new RetryBudget({ deadlineMs: config.retryDeadlineMs, window: 'outage' }),
+): Storage {
   let storage: Storage;
   if (config.kind === 'file') {
     if (!config.directory) throw new RangeError(`file store without a directory: ${config.url}`);
@@ -19,11 +27,12 @@ export function openStorage(config: StoreConfig, log?: StorageLog): Storage {
     // and a directory store must not pay it at all.
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const { S3Storage } = require('./s3') as typeof import('./s3');
-    storage = new S3Storage(config, { log });
+    storage = new S3Storage(config, { log, budget });
   }
-  return withRetry(storage, {
-    deadlineMs: config.retryDeadlineMs,
-    onRetry: ({ op, key, attempt, delayMs, error }) =>
-      log?.warn({ store: storage.description, op, key, attempt, delayMs, err: describeError(error) }, 'store request failed, retrying'),
-  });
+  return withRetry(storage, budget, ({ op, key, attempt, delayMs, remainingMs, error }) =>
+    log?.warn(
+      { store: storage.description, op, key, attempt, delay_ms: delayMs, remaining_ms: remainingMs, err: describeError(error) },
+      `store request failed, retrying in ${delayMs} ms (${(remainingMs / 1000).toFixed(1)} s left of the retry deadline)`,
+    ),
+  );
 }

@@ -8,13 +8,16 @@ import {
   PutObjectCommand,
   S3Client,
   type PutObjectCommandInput,
+  type S3ClientConfig,
   type StorageClass,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { loadConfig, NODE_REGION_CONFIG_FILE_OPTIONS, NODE_REGION_CONFIG_OPTIONS } from '@smithy/core/config';
+import type { RetryStrategyV2, RetryToken } from '@smithy/types';
 import type { StoreConfig } from '../config';
-import { NotFoundError, ObjectExistsError, UnavailableError, WaltsError } from '../errors';
+import { ConfigError, NotFoundError, ObjectExistsError, UnavailableError, WaltsError } from '../errors';
+import { RetryBudget } from '../util/retryBudget';
 import { assertValidKey, type ObjectInfo, type PutOptions, type Storage, type StoredObject } from './storage';
 
 /** Largest stream of known size sent as one PutObject (no buffering); above it, or unknown: multipart. */
@@ -37,10 +40,13 @@ export interface S3Log {
 }
 
 /**
- * The S3 (or S3-compatible) store. Requests are retried by the SDK (standard mode, 3 attempts, which
- * covers each multipart part); `withRetry` adds deadline-bounded retries of whole operations on top.
+ * The S3 (or S3-compatible) store. The SDK makes one attempt per request: retrying is `withRetry`'s,
+ * under the command's one retry budget. The exception is a multipart upload's parts (a stream cannot
+ * be re-sent whole): they go through a second client whose SDK retries ask the same budget
+ * (`budgetRetryStrategy`), so no layer adds time of its own.
  * Every failure leaves here as NotFoundError (a real 404 for the key, nothing else), ObjectExistsError
- * (412 on create-if-absent) or UnavailableError, classified in `classify`.
+ * (412 on create-if-absent), ConfigError (credentials or access refused: retrying cannot help) or
+ * UnavailableError, classified in `classify`.
  */
 export class S3Storage implements Storage {
   readonly description: string;
@@ -51,15 +57,20 @@ export class S3Storage implements Storage {
   /** `s3://bucket/prefix`, the start of every message. */
   private readonly location: string;
   private readonly log?: S3Log;
+  private readonly budget: RetryBudget;
+  private readonly makeClient: (retry: Pick<S3ClientConfig, 'maxAttempts' | 'retryStrategy'>) => S3Client;
+  /** For multipart uploads only, created on first use. */
+  private uploadClient?: S3Client;
 
   constructor(
     private readonly config: StoreConfig,
-    options: { log?: S3Log } = {},
+    options: { log?: S3Log; budget?: RetryBudget } = {},
   ) {
     if (config.kind !== 's3' || !config.bucket) throw new RangeError(`not an S3 store: ${config.url}`);
     this.bucket = config.bucket;
     this.prefix = config.prefix;
     this.log = options.log;
+    this.budget = options.budget ?? new RetryBudget({ deadlineMs: config.retryDeadlineMs, window: 'outage' });
     this.location = `s3://${this.bucket}/${this.prefix.replace(/\/$/, '')}`.replace(/\/$/, '');
     this.description = config.s3.endpoint ? `${this.location} at ${config.s3.endpoint}` : this.location;
     this.conditionalCreate = config.s3.conditionalPut === 'on' ? 'enforced' : 'unverified';
@@ -75,14 +86,13 @@ export class S3Storage implements Storage {
       error: () => {},
       warn: (...args: unknown[]) => this.log?.warn({ store: this.location, sdk: args.map(String).join(' ') }, 'AWS SDK warning'),
     };
-    this.client = new S3Client({
+    this.makeClient = (retry) => new S3Client({
       region: config.s3.region ?? defaultRegion,
       endpoint: config.s3.endpoint,
       forcePathStyle: config.s3.forcePathStyle,
       // With the us-east-1 fallback, a bucket in another region answers 301: let the SDK follow it.
       followRegionRedirects: true,
-      maxAttempts: 3,
-      retryMode: 'standard',
+      ...retry,
       logger: sdkLogger,
       requestHandler: new NodeHttpHandler({
         connectionTimeout: config.connectTimeoutMs,
@@ -101,6 +111,13 @@ export class S3Storage implements Storage {
       // covered by the signed payload SHA-256 either way, and walts checks plaintext SHA-256 end to end.
       ...(config.s3.endpoint ? { requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED' } : {}),
     });
+    // One attempt: withRetry retries under the command's budget (two layers would each spend it).
+    this.client = this.makeClient({ maxAttempts: 1 });
+  }
+
+  /** The client for multipart uploads: the SDK retries each part, as long as the budget allows. */
+  private partsClient(): S3Client {
+    return (this.uploadClient ??= this.makeClient({ retryStrategy: budgetRetryStrategy(this.budget, (info) => this.log?.warn({ store: this.location, ...info }, `upload part failed, retrying in ${info.delay_ms} ms (${(info.remaining_ms / 1000).toFixed(1)} s left of the retry deadline)`)) }));
   }
 
   async put(key: string, body: Buffer | Readable, options: PutOptions = {}): Promise<void> {
@@ -179,6 +196,7 @@ export class S3Storage implements Storage {
         const code = first.Code ?? 'Error';
         const more = failed.length > 1 ? ` (and ${failed.length - 1} more)` : '';
         const key = first.Key?.startsWith(this.prefix) ? first.Key.slice(this.prefix.length) : first.Key;
+        if (ACCESS_CODES.has(code)) throw new ConfigError(`${this.location}: delete ${key}: ${code}${more}: access refused; check the access key and the bucket policy`);
         throw new UnavailableError(`${this.location}: delete ${key}: ${code}${more}`, { transient: TRANSIENT_CODES.has(code) });
       }
     }
@@ -210,6 +228,7 @@ export class S3Storage implements Storage {
 
   async close(): Promise<void> {
     this.client.destroy();
+    this.uploadClient?.destroy();
   }
 
   private async putObject(key: string, body: Buffer | Readable, options: PutOptions, ifNoneMatch: boolean): Promise<void> {
@@ -247,7 +266,7 @@ export class S3Storage implements Storage {
         const onAbort = (): void => abortController.abort();
         options.signal?.addEventListener('abort', onAbort, { once: true });
         try {
-          await new Upload({ client: this.client, params: { ...params, Body: body }, partSize, queueSize: QUEUE_SIZE, leavePartsOnError: false, abortController }).done();
+          await new Upload({ client: this.partsClient(), params: { ...params, Body: body }, partSize, queueSize: QUEUE_SIZE, leavePartsOnError: false, abortController }).done();
         } finally {
           options.signal?.removeEventListener('abort', onAbort);
         }
@@ -289,6 +308,9 @@ export class S3Storage implements Storage {
     const code = errorCode(err);
     const where = `${this.location}: ${op} ${key}`;
     if (status !== undefined) {
+      if ((ACCESS_CODES.has(code) || status === 403) && !TRANSIENT_CODES.has(code)) {
+        return new ConfigError(`${where}: ${code} ${status}: access refused; check the access key and the bucket policy (AWS_ACCESS_KEY_ID, AWS_PROFILE, WALTS_STORE)`);
+      }
       const transient = status >= 500 ? status !== 501 : status === 408 || status === 429 || status < 300 || TRANSIENT_CODES.has(code);
       return new UnavailableError(`${where}: ${code} ${status}`, { transient });
     }
@@ -296,8 +318,8 @@ export class S3Storage implements Storage {
       return new UnavailableError(`${where}: ${code}`, { transient: true });
     }
     if (/ProviderError$/.test((err as Error)?.name ?? '')) {
-      // Credential/region lookup failed locally (no AWS credentials found): the message names the cause.
-      return new UnavailableError(`${where}: ${(err as Error).name}: ${firstLine((err as Error).message)}`, { transient: false });
+      // Credential/region lookup failed locally (no AWS credentials found): a setting to fix, not an outage.
+      return new ConfigError(`${where}: ${(err as Error).name}: ${firstLine((err as Error).message)} (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE)`);
     }
     return err instanceof Error ? err : new Error(String(err)); // a bug, or the caller's body stream failing
   }
@@ -356,7 +378,42 @@ const TRANSIENT_CODES = new Set([
   'PriorRequestNotComplete',
   'ConditionalRequestConflict', // 409: a concurrent conditional write was in flight
   'OperationAborted',
+  // 403, but the SDK corrects its clock offset from this answer: the next attempt is signed right.
+  'RequestTimeTooSkewed',
 ]);
+
+/** Answers that mean the credentials or the policy are wrong: the same on every retry. */
+const ACCESS_CODES = new Set([
+  'AccessDenied',
+  'InvalidAccessKeyId',
+  'SignatureDoesNotMatch',
+  'ExpiredToken',
+  'InvalidToken',
+  'TokenRefreshRequired',
+  'AllAccessDisabled',
+  'AccountProblem',
+]);
+
+/**
+ * SDK retries that ask the command's budget: transient, throttling and server errors are retried
+ * with its backoff while time is left; anything else (4xx) is not.
+ */
+export function budgetRetryStrategy(budget: RetryBudget, onRetry?: (info: { attempt: number; delay_ms: number; remaining_ms: number; err: string }) => void): RetryStrategyV2 {
+  type Token = RetryToken & { firstFailure?: number };
+  const token = (count: number, delay: number, firstFailure?: number): Token => ({ getRetryCount: () => count, getRetryDelay: () => delay, firstFailure });
+  return {
+    acquireInitialRetryToken: async () => token(0, 0),
+    refreshRetryTokenForRetry: async (previous, info) => {
+      const attempt = previous.getRetryCount() + 1;
+      const firstFailure = (previous as Token).firstFailure ?? budget.clock.now();
+      const ms = info.errorType === 'CLIENT_ERROR' ? undefined : budget.nextDelay(attempt, firstFailure);
+      if (ms === undefined) throw info.error ?? new Error('no retry');
+      onRetry?.({ attempt, delay_ms: ms, remaining_ms: Math.max(0, budget.remainingMs() - ms), err: errorCode(info.error) });
+      return token(attempt, ms, firstFailure);
+    },
+    recordSuccess: () => budget.succeeded(),
+  };
+}
 
 const NETWORK_CODES = new Set([
   'ECONNRESET',

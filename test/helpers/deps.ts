@@ -5,6 +5,7 @@ import type { Config } from '../../src/config';
 import { makeCodecs, type Deps } from '../../src/deps';
 import { MemoryStorage } from '../../src/storage/memory';
 import type { Storage } from '../../src/storage/storage';
+import { RetryBudget } from '../../src/util/retryBudget';
 
 export interface TestDepsOptions extends Partial<Pick<Config, 'compression' | 'pgp'>> {
   /**
@@ -21,6 +22,8 @@ export function testDeps(storage: Storage, options: TestDepsOptions = {}): Deps 
     storage,
     codecs: makeCodecs({ compression: options.compression ?? 'lz4', pgp: options.pgp ?? {} }),
     log: pino({ level: process.env['WALTS_TEST_LOG'] ?? 'silent' }),
+    // Retries above the store take no time in unit tests.
+    retry: new RetryBudget({ deadlineMs: 1000, clock: { sleep: async () => {} } }),
     host: 'test-host',
     version: 'test',
     now: () => new Date('2026-11-21T12:00:00Z'),

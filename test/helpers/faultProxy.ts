@@ -20,6 +20,8 @@ export type Fault =
   | (Match & { kind: 'reset' })
   | (Match & { kind: 'hang' })
   | (Match & { kind: 'truncate-response'; bytes: number })
+  /** Forwards the answer's head and first `bytes` of body, then sends nothing more and keeps the connection open. */
+  | (Match & { kind: 'stall-response'; bytes: number })
   /** Forwards only the first `bytes` of the request body, then cuts both connections (a client dying mid-upload). */
   | (Match & { kind: 'truncate-request'; bytes: number });
 
@@ -83,11 +85,17 @@ export async function startFaultProxy(target: { host: string; port: number }): P
         req.resume(); // swallow the body and never answer
         return;
       default:
-        forward(req, res, fault?.kind === 'truncate-response' ? fault.bytes : undefined, fault?.kind === 'truncate-request' ? fault.bytes : undefined);
+        forward(
+          req,
+          res,
+          fault?.kind === 'truncate-response' || fault?.kind === 'stall-response' ? fault.bytes : undefined,
+          fault?.kind === 'truncate-request' ? fault.bytes : undefined,
+          fault?.kind === 'stall-response',
+        );
     }
   });
 
-  const forward = (req: IncomingMessage, res: ServerResponse, truncateAt?: number, truncateRequestAt?: number): void => {
+  const forward = (req: IncomingMessage, res: ServerResponse, truncateAt?: number, truncateRequestAt?: number, stall = false): void => {
     const headers = { ...req.headers };
     // This server already answered "100 Continue" to the client; the upstream need not do it again.
     delete headers['expect'];
@@ -108,9 +116,9 @@ export async function startFaultProxy(target: { host: string; port: number }): P
         }
         upRes.destroy();
         // Destroy only once the bytes so far have left, so the client really sees a short body.
-        res.write(part, () => res.socket?.destroy());
+        res.write(part, () => (stall ? undefined : res.socket?.destroy()));
       });
-      upRes.on('end', () => res.socket?.destroy()); // body shorter than the cut: still end abruptly
+      upRes.on('end', () => (stall ? undefined : res.socket?.destroy())); // body shorter than the cut: still end abruptly
     });
     up.on('error', () => res.socket?.destroy());
     if (truncateRequestAt === undefined) {

@@ -44,7 +44,7 @@ function countingStore(): MemoryStorage & { puts: string[] } {
   return store;
 }
 
-const fetchArgs = (name: string, dest: string, cwd: string) => ({ name, dest, cwd, retryDeadlineMs: 1000, sleep: async () => {} });
+const fetchArgs = (name: string, dest: string, cwd: string) => ({ name, dest, cwd });
 
 describe('wal-push / wal-fetch contract (memory store)', () => {
   it('archives a segment with its digest and size, records the cluster, and fetches it back', async () => {

@@ -182,3 +182,32 @@ describe('FsStorage never creates its root, and a missing root is never "not fou
     expect(await listKeys(s, 'other/')).toEqual([]);
   });
 });
+
+describe('FsStorage: failures retrying cannot change', () => {
+  afterEach(() => jest.restoreAllMocks());
+  const fail = (code: string) => Object.assign(new Error(`${code}: injected, open`), { code, syscall: 'open' });
+
+  it.each([
+    ['EACCES', 'ConfigError', /permission denied \(EACCES\); check WALTS_STORE/, 2],
+    ['EROFS', 'ConfigError', /read-only file system \(EROFS\)/, 2],
+    ['ENOSPC', 'UnavailableError', /the store's disk is full \(ENOSPC\)/, 4],
+  ])('%s is a %s, never transient', async (code, cls, message, exit) => {
+    const { promises } = await import('node:fs');
+    const { exitCodeFor } = await import('../../../src/exitCodes');
+    const { isTransient } = await import('../../../src/errors');
+    const dir = await mkdtemp(join(tmpdir(), 'walts-fs-'));
+    try {
+      const s = new FsStorage(dir);
+      await s.put('k', Buffer.from('x'));
+      jest.spyOn(promises, 'open').mockRejectedValueOnce(fail(code));
+      const err = await s.get('k').catch((e: unknown) => e);
+      expect((err as Error).name).toBe(cls);
+      expect((err as Error).message).toMatch(message);
+      expect(isTransient(err)).toBe(false);
+      expect(exitCodeFor('wal-push', err)).toBe(exit);
+      expect(exitCodeFor('wal-fetch', err)).toBe(255);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

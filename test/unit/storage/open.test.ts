@@ -38,7 +38,10 @@ describe('openStorage', () => {
     jest.spyOn(FsStorage.prototype, 'head').mockRejectedValueOnce(new UnavailableError(`file://${dir}: cannot stat x: EIO`, { transient: true }));
     expect(await s.head('missing')).toBeUndefined();
     expect(warnings).toEqual([
-      { msg: 'store request failed, retrying', obj: expect.objectContaining({ store: `file://${dir}`, op: 'head', key: 'missing', attempt: 1 }) },
+      {
+        msg: expect.stringMatching(/^store request failed, retrying in \d+ ms \(\d+\.\d s left of the retry deadline\)$/),
+        obj: expect.objectContaining({ store: `file://${dir}`, op: 'head', key: 'missing', attempt: 1, remaining_ms: expect.any(Number) }),
+      },
     ]);
     jest.restoreAllMocks();
   });

@@ -1,0 +1,167 @@
+/**
+ * The one read path of the archive: stored object → decoders → consumer, counting and hashing the
+ * stored and the plain bytes on the way, with one classification of what can go wrong. wal-fetch,
+ * backup parts (volumes, manifests) and WAL reads (history files, verify --deep) all come through
+ * here, so a fix to how a failure is told apart lands everywhere.
+ *
+ * Classification (everything read may have been written by an attacker: only our own checks decide):
+ * - the caller's abort: the AbortError passes through;
+ * - the body stream broke (reset, idle timeout, ended before the announced size): a transient
+ *   UnavailableError, worth another attempt within the retry budget;
+ * - the consumer could not write (full disk, read-only, permissions): a non-transient
+ *   UnavailableError that says which (a full disk is named as such);
+ * - a decoder or the consumer rejected the content: IntegrityError (CryptoError for decryption),
+ *   with the key named; a ConfigError (no private key) passes through unchanged.
+ */
+import type { Writable } from 'node:stream';
+import type { Deps } from '../deps';
+import { CryptoError, IntegrityError, UnavailableError, WaltsError } from '../errors';
+import type { StoredObject } from '../storage/storage';
+import { DigestStream, pipeStages } from '../util/streams';
+import { completeFacts } from './objectMeta';
+
+export interface DecodeOptions {
+  readonly signal?: AbortSignal;
+  /** Keep this many plain bytes from the start (a WAL segment's header). */
+  readonly headBytes?: number;
+  /** Let decryption stream before its integrity check ends (volumes: verified whole afterwards). */
+  readonly unauthenticatedStream?: boolean;
+}
+
+export interface Decoded {
+  readonly storedBytes: number;
+  readonly plainBytes: number;
+  /** Hex SHA-256 of the plain bytes. */
+  readonly sha256: string;
+  readonly head: Buffer;
+}
+
+/** Where plain bytes go: a file's write stream, or a function consuming them. */
+export type PlainSink = Writable | ((plain: AsyncIterable<Buffer>) => Promise<void>);
+
+/** Error codes of a full disk or quota, named as such in the message. */
+const DISK_FULL = new Set(['ENOSPC', 'EDQUOT']);
+
+/**
+ * Decodes `obj` (whose codec chain is `codecs`, outermost last as in the key suffix) into `sink`.
+ * Checks that exactly the announced number of bytes was read; everything else (recorded digest,
+ * the sentinel's record, a segment header) is the caller's, see `checkRecordedFacts`.
+ */
+export async function decodeObject(
+  deps: Pick<Deps, 'codecs'>,
+  obj: StoredObject,
+  codecs: readonly string[],
+  sink: PlainSink,
+  options: DecodeOptions = {},
+): Promise<Decoded> {
+  const stored = new DigestStream();
+  const plain = new DigestStream(options.headBytes ?? 0);
+  // Where the failure began: a pipeline destroys every stage with the first error, so each stage
+  // reports it; the first report names the stage it came from.
+  let origin: { where: Origin; err: unknown } | undefined;
+  const note = (where: Origin) => (err: unknown) => void (origin ??= { where, err });
+  let bodyEnded = false;
+  if (obj.body.errored) note('body')(obj.body.errored); // it failed before we were listening
+  obj.body.on('error', note('body'));
+  obj.body.once('end', () => (bodyEnded = true));
+  const decoders = deps.codecs.decoders([...codecs], options.unauthenticatedStream ? { unauthenticatedStream: true } : undefined);
+  for (const d of decoders) d.on('error', note('decoder'));
+  let consumer: PlainSink;
+  if (typeof sink === 'function') {
+    consumer = (s: AsyncIterable<Buffer>) => sink(s).catch((err: unknown) => Promise.reject((note('sink')(err), err)));
+  } else {
+    sink.on('error', note('sink'));
+    consumer = sink;
+  }
+  try {
+    await pipeStages([obj.body, stored, ...decoders, plain, consumer], options.signal);
+  } catch (err) {
+    throw classifyDecodeError(err, { key: obj.key, announced: obj.size, read: stored.bytes, bodyEnded, origin: origin?.where, cause: origin?.err ?? err, aborted: options.signal?.aborted === true });
+  }
+  if (stored.bytes !== obj.size) {
+    // The body ended early without an error (a proxy closing cleanly): a broken read, not a bad object.
+    if (stored.bytes < obj.size) throw brokenRead(obj.key, stored.bytes, obj.size);
+    throw new IntegrityError(`${obj.key}: read ${stored.bytes} bytes, the store announced ${obj.size}`);
+  }
+  return { storedBytes: stored.bytes, plainBytes: plain.bytes, sha256: plain.digest(), head: plain.head() };
+}
+
+/**
+ * Checks the decoded content against the SHA-256 and size recorded with the object at write time.
+ * Returns whether there was a record (objects written by hand have none). An object with walts
+ * metadata that does not add up is incomplete: an interrupted upload on a store without atomic puts.
+ */
+export function checkRecordedFacts(obj: StoredObject, decoded: Pick<Decoded, 'sha256' | 'plainBytes'>): boolean {
+  const recorded = completeFacts(obj);
+  if (Object.keys(obj.metadata).length > 0 && !recorded) {
+    throw new IntegrityError(`${obj.key} is incomplete: its size does not match the size recorded with it`);
+  }
+  if (recorded && (recorded.sha256 !== decoded.sha256 || recorded.size !== decoded.plainBytes)) {
+    throw new IntegrityError(`${obj.key}: decoded content does not match the recorded SHA-256/size (corrupt object)`);
+  }
+  return recorded !== undefined;
+}
+
+type Origin = 'body' | 'decoder' | 'sink';
+
+interface FailureContext {
+  readonly key: string;
+  readonly announced: number;
+  readonly read: number;
+  /** The body ended (cleanly) before the failure. */
+  readonly bodyEnded: boolean;
+  /** The stage whose error came first (undefined: none reported one, e.g. a function stage). */
+  readonly origin?: Origin;
+  /** That first error. */
+  readonly cause: unknown;
+  readonly aborted: boolean;
+}
+
+/** The classification described at the top of this file. Exported for tests. */
+export function classifyDecodeError(err: unknown, ctx: FailureContext): unknown {
+  // The caller's abort; or an AbortError no stage accounts for (the pipeline's own abort).
+  if (ctx.aborted || (ctx.origin === undefined && (err as Error)?.name === 'AbortError')) return err;
+  const { key } = ctx;
+  let cause = ctx.cause;
+  // An AbortError a stage raised on its own hides the failure that made it stop: look through it.
+  if ((cause as Error)?.name === 'AbortError') {
+    if ((cause as Error).cause === undefined) return cause;
+    cause = (cause as Error).cause;
+  }
+  if (ctx.origin === 'body') {
+    if (cause instanceof WaltsError) return cause; // the store classified it (UnavailableError)
+    return new UnavailableError(`${key}: read failed after ${ctx.read} of ${ctx.announced} bytes: ${describe(cause)}`, { transient: true, cause });
+  }
+  if (cause instanceof CryptoError) return cause.message.includes(key) ? cause : new CryptoError(`${key}: ${cause.message}`, { cause });
+  if (cause instanceof WaltsError) {
+    if (cause.kind !== 'integrity') return cause; // ConfigError (no key), UnavailableError from the store
+    return cause.message.includes(key) ? cause : new IntegrityError(`${key}: ${cause.message}`, { cause });
+  }
+  if (ctx.origin === 'sink') return classifySinkError(cause, key);
+  // A decoder failing on a body that ended short is the broken read, not the content.
+  if (ctx.bodyEnded && ctx.read < ctx.announced) return brokenRead(key, ctx.read, ctx.announced, cause);
+  return new IntegrityError(`${key}: cannot decode (${describe(cause)})`, { cause });
+}
+
+/** A failure to write the plain bytes where they go. */
+function classifySinkError(err: unknown, key: string): unknown {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code && DISK_FULL.has(code)) {
+    return new UnavailableError(`cannot write ${key} decoded: the disk is full (${code})`, { transient: false, cause: err });
+  }
+  if (typeof code === 'string' && (err as NodeJS.ErrnoException).syscall) {
+    return new UnavailableError(`cannot write ${key} decoded: ${describe(err)}`, { transient: false, cause: err });
+  }
+  // The consumer parsed the plain bytes and rejected them (a malformed tar stream, say).
+  return new IntegrityError(`${key}: ${describe(err)}`, { cause: err });
+}
+
+function brokenRead(key: string, read: number, announced: number, cause?: unknown): UnavailableError {
+  return new UnavailableError(`${key}: the download broke off after ${read} of ${announced} bytes`, { transient: true, cause });
+}
+
+function describe(err: unknown): string {
+  const e = err as NodeJS.ErrnoException;
+  if (e instanceof Error) return e.code && !e.message.includes(e.code) ? `${e.code}: ${e.message}` : e.message;
+  return String(err);
+}

@@ -1,0 +1,40 @@
+/**
+ * The one write path of the archive: plain bytes → SHA-256 and size of the plain bytes → encoders
+ * (today's write chain: lz4, then OpenPGP) → size of the stored bytes → a sink (the store, or a
+ * spool file when the stored size must be known before the upload). wal-push, backup volumes and
+ * the backup manifest all come through here, so what is hashed and recorded is the same everywhere:
+ * the plain SHA-256 that every read (decode.ts) checks.
+ */
+import { Readable } from 'node:stream';
+import type { CodecSet } from '../codec/chain';
+import type { PutOptions, Storage } from '../storage/storage';
+import { DigestStream, pipeStages } from '../util/streams';
+import type { PlainFacts } from './objectMeta';
+
+export interface Encoded {
+  /** SHA-256 and size of the plain bytes. */
+  readonly plain: PlainFacts;
+  /** Bytes handed to the sink (what the store holds). */
+  readonly storedBytes: number;
+}
+
+/** Encodes `source` with the write chain into `sink`. */
+export async function encodeTo(
+  codecs: CodecSet,
+  source: Readable | AsyncIterable<Buffer>,
+  sink: (encoded: AsyncIterable<Buffer>) => Promise<void>,
+  signal?: AbortSignal,
+): Promise<Encoded> {
+  const plain = new DigestStream();
+  const stored = new DigestStream();
+  await pipeStages([source, plain, ...codecs.encoders(), stored, sink], signal);
+  return { plain: { sha256: plain.digest(), size: plain.bytes }, storedBytes: stored.bytes };
+}
+
+/**
+ * Encodes `source` and streams it to `key` (a stream put: not retried whole; a multipart upload's
+ * parts are, within the retry budget).
+ */
+export function encodeAndPut(deps: { storage: Storage; codecs: CodecSet }, key: string, source: Readable | AsyncIterable<Buffer>, options: PutOptions = {}): Promise<Encoded> {
+  return encodeTo(deps.codecs, source, (encoded) => deps.storage.put(key, Readable.from(encoded), options), options.signal);
+}
