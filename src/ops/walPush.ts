@@ -15,11 +15,11 @@ import { basename, resolve } from 'node:path';
 import { checkWriteEncryption, openArchive } from '../archive/archive';
 import { checkSameCluster, conditionalCreateTrusted, ensureClusterRecord } from '../archive/cluster';
 import { walKey } from '../archive/layout';
-import { completeFacts, objectMetadata, type PlainFacts } from '../archive/objectMeta';
+import { completeFacts, META, objectMetadata, type PlainFacts } from '../archive/objectMeta';
 import { findWalVariants, sameFacts, type WalVariant } from '../archive/walObjects';
 import { readWalObject } from '../archive/walRead';
 import type { Deps } from '../deps';
-import { ConfigError, IntegrityError, NotFoundError, ObjectExistsError, UnavailableError, UsageError } from '../errors';
+import { ConfigError, CryptoError, IntegrityError, NotFoundError, ObjectExistsError, UnavailableError, UsageError } from '../errors';
 import { LONG_HEADER_SIZE, parseWalSegmentHeader, type WalSegmentHeader } from '../postgres/walHeader';
 import { isValidSegmentSize, parseSegmentName, parseWalFileName, segmentStartLsn, type WalFileName } from '../postgres/walName';
 import { encodeTo } from '../archive/encode';
@@ -193,12 +193,15 @@ async function judgeUnvouched(deps: Deps, variants: readonly WalVariant[], signa
   return Promise.all(
     variants.map(async (v) => {
       if (v.facts) return v;
+      // Its own metadata says it was cut short (stored size differs from the recorded one): an
+      // interrupted upload, nothing anyone acknowledged. Replace it without downloading it.
+      if (v.info.metadata[META.storedSize] !== undefined) return v;
       try {
         const read = await readWalObject(deps, v.info.key, false, signal);
         deps.log.warn({ key: v.info.key }, 'object without usable walts metadata: judged by its decoded content');
         return { ...v, facts: { sha256: read.sha256, size: read.size } };
       } catch (err) {
-        if (err instanceof IntegrityError || err instanceof ConfigError || err instanceof NotFoundError) return v;
+        if (err instanceof IntegrityError || err instanceof CryptoError || err instanceof ConfigError || err instanceof NotFoundError) return v; // does not decode here
         throw err;
       }
     }),

@@ -8,6 +8,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createArchiveRecord } from '../../../src/archive/archive';
 import { META } from '../../../src/archive/objectMeta';
 import { exitCodeFor } from '../../../src/exitCodes';
 import { walPush } from '../../../src/ops/walPush';
@@ -95,11 +96,17 @@ describe('concurrent wal-push of different content to S3 that ignores If-None-Ma
     opened.push(s);
     return s;
   }
+  /** A fresh prefix made an archive, as `walts init` does (every command refuses a store without one). */
+  async function newArchive(): Promise<string> {
+    const prefix = `race-${randomBytes(4).toString('hex')}`;
+    await createArchiveRecord(store(prefix), { format: 1, created_at: new Date().toISOString(), created_by: 'test-host', walts_version: 'test', encryption: { method: 'none' } });
+    return prefix;
+  }
   const a = fakeSegment(SEG, { seed: 'writer A' });
   const b = fakeSegment(SEG, { seed: 'writer B' });
 
   async function race(point: Point): Promise<{ A: number; B: number; stored: string | undefined }> {
-    const prefix = `race-${randomBytes(4).toString('hex')}`;
+    const prefix = await newArchive();
     // The prefix is claimed first, so both writers see the same cluster record.
     expect(await push(store(prefix), fakeSegment(SEG9), SEG9)).toBe(0);
     const gate = gated(store(prefix), point);
@@ -121,7 +128,7 @@ describe('concurrent wal-push of different content to S3 that ignores If-None-Ma
   }, T);
 
   it('B uploads while A is between its PUT and its read-back: A sees it is not its own and exits 3', async () => {
-    const prefix = `race-${randomBytes(4).toString('hex')}`;
+    const prefix = await newArchive();
     expect(await push(store(prefix), fakeSegment(SEG9), SEG9)).toBe(0);
     const gateB = gated(store(prefix), 'put'); // B has re-checked (nothing there) and is about to PUT
     const pushB = push(gateB.storage, b);
