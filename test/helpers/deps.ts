@@ -36,3 +36,15 @@ export function initMemoryArchive(storage: MemoryStorage, encryption: ArchiveEnc
   const record: ArchiveRecord = { format: 1, created_at: '2026-11-21T11:00:00.000Z', created_by: 'test-host', walts_version: 'test', encryption };
   storage.objects.set(ARCHIVE_KEY, { data: Buffer.from(JSON.stringify(record)), metadata: {}, lastModified: new Date('2026-11-21T11:00:00Z') });
 }
+
+/** A memory store that counts puts, so "nothing uploaded" can be asserted. */
+export function countingStore(): MemoryStorage & { puts: string[] } {
+  const store = new MemoryStorage() as MemoryStorage & { puts: string[] };
+  store.puts = [];
+  const put = store.put.bind(store);
+  store.put = async (key, body, options) => {
+    store.puts.push(key);
+    return put(key, body, options);
+  };
+  return store;
+}

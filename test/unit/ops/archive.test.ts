@@ -19,7 +19,7 @@ import { walFetch } from '../../../src/ops/walFetch';
 import { walPush } from '../../../src/ops/walPush';
 import { parseControlFile } from '../../../src/postgres/controlFile';
 import { MemoryStorage } from '../../../src/storage/memory';
-import { testDeps } from '../../helpers/deps';
+import { countingStore, testDeps } from '../../helpers/deps';
 import { fakeSegment } from '../../helpers/wal';
 
 const SEG1 = '000000010000000000000001';
@@ -31,17 +31,6 @@ function pgdata(): string {
   mkdirSync(join(dir, 'pg_wal'));
   writeFileSync(join(dir, 'pg_wal', SEG1), fakeSegment(SEG1));
   return dir;
-}
-
-function countingStore(): MemoryStorage & { puts: string[] } {
-  const store = new MemoryStorage() as MemoryStorage & { puts: string[] };
-  store.puts = [];
-  const put = store.put.bind(store);
-  store.put = async (key, body, options) => {
-    store.puts.push(key);
-    return put(key, body, options);
-  };
-  return store;
 }
 
 const fetchArgs = (name: string, cwd: string) => ({ name, dest: 'pg_wal/RECOVERYXLOG', cwd, retryDeadlineMs: 1000, sleep: async () => {} });

@@ -14,7 +14,7 @@ import { walFetch } from '../../../src/ops/walFetch';
 import { walPush } from '../../../src/ops/walPush';
 import { MemoryStorage } from '../../../src/storage/memory';
 import type { Storage } from '../../../src/storage/storage';
-import { testDeps } from '../../helpers/deps';
+import { countingStore, testDeps } from '../../helpers/deps';
 import { fakeSegment } from '../../helpers/wal';
 
 const SEG1 = '000000010000000000000001';
@@ -30,18 +30,6 @@ function pgdata(): string {
 function writeWal(dir: string, name: string, data: Buffer | string): string {
   writeFileSync(join(dir, 'pg_wal', name), data);
   return `pg_wal/${name}`;
-}
-
-/** Counts puts so "no upload" can be asserted. */
-function countingStore(): MemoryStorage & { puts: string[] } {
-  const store = new MemoryStorage() as MemoryStorage & { puts: string[] };
-  store.puts = [];
-  const put = store.put.bind(store);
-  store.put = async (key, body, options) => {
-    store.puts.push(key);
-    return put(key, body, options);
-  };
-  return store;
 }
 
 const fetchArgs = (name: string, dest: string, cwd: string) => ({ name, dest, cwd });
