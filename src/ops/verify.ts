@@ -82,7 +82,6 @@ export async function verify(deps: Deps, args: VerifyArgs): Promise<VerifyReport
   // Store times, for telling a second writer from a dead end left by a point-in-time restore.
   const segmentTimes = new Map<number, Map<number, number>>();
   const historyTimes = new Map<number, number>();
-  const latestTime = (map: Map<number, number>, k: number, ms: number | undefined) => ms !== undefined && map.set(k, Math.max(ms, map.get(k) ?? ms));
   for (const w of input.wal) {
     if (w.name.kind === 'segment') {
       let set = segments.get(w.name.timeline);
@@ -162,6 +161,11 @@ export async function verify(deps: Deps, args: VerifyArgs): Promise<VerifyReport
   // An archive with nothing to restore from is not "ok": a new, empty or emptied archive fails.
   const ok = backups.length > 0 && problems.length === 0 && backups.every((b) => b.problems.length === 0);
   return { ok, backups, problems, orphans, forks, wal_objects: input.wal.length, deep: args.deep };
+}
+
+/** Records the newest store time per key (a segment stored under two codecs counts by its later copy). */
+function latestTime(map: Map<number, number>, key: number, ms: number | undefined): void {
+  if (ms !== undefined) map.set(key, Math.max(ms, map.get(key) ?? ms));
 }
 
 function forkReport(b: Branch): ForkReport {
