@@ -13,7 +13,7 @@ interface Args {
 
 export const verifyCommand: CommandModule<object, Args> = {
   command: 'verify',
-  describe: 'check that every backup is complete and its WAL continuous (--deep: and every digest)',
+  describe: 'check that every backup is complete, its WAL continuous and the history not forked (--deep: and every digest)',
   builder: (y) =>
     y
       .option('json', { type: 'boolean', describe: 'the report as JSON' })
@@ -26,7 +26,10 @@ export const verifyCommand: CommandModule<object, Args> = {
         `Checks every complete backup: all its parts exist with the sizes its sentinel records, and the WAL
 from its start segment to the newest archived segment is continuous, following timeline switches
 (.history files; on an encrypted store reading them needs the private key once a timeline has
-switched). Gaps are named. Leftovers of failed backups and WAL older than every backup are
+switched). Gaps are named. A forked history is a problem: a timeline that went on after another
+timeline branched off it (two servers archiving into one prefix: a restored copy or a former
+primary kept archiving), named with both timelines and the branch LSN. Leftovers of failed backups,
+WAL older than every backup and the dead end a point-in-time restore leaves on the old timeline are
 reported as orphans (they do not fail the check).
 Exit status:
   0  at least one complete backup, and everything holds

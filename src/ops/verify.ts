@@ -4,6 +4,9 @@
  * - every complete backup has all its parts (volumes, manifest) with the sizes its sentinel records;
  * - the WAL from each backup's start segment to the newest archived segment is continuous, following
  *   timeline switches through the `.history` files (the same walk recovery does);
+ * - no timeline went on after a child timeline branched off it: two servers archiving into one prefix
+ *   (a restored copy that kept archiving, or a former primary after failover) is a problem, since
+ *   recovery to the latest timeline then follows whichever history has the highest number;
  * - with `deep`, every backup part and every WAL object is downloaded, decoded and checked against its
  *   recorded SHA-256 (this needs the private key when the store is encrypted).
  * Problems make the command fail; orphans (leftover folders of failed backups, WAL older than every
@@ -15,9 +18,10 @@ import { readWalObject } from '../archive/walRead';
 import type { Deps } from '../deps';
 import { openArchive, isEncrypted } from '../archive/archive';
 import { ConfigError, describeError } from '../errors';
-import { compareSegmentNames, DEFAULT_SEGMENT_SIZE, parseSegmentName } from '../postgres/walName';
+import { compareSegmentNames, DEFAULT_SEGMENT_SIZE, formatLsn, parseSegmentName } from '../postgres/walName';
 import { readRetentionInput } from '../retention/apply';
 import type { RetentionInput } from '../retention/policy';
+import { findBranches, type Branch } from '../retention/forks';
 import { checkChain, parseHistory, type HistoryEntry } from '../retention/walChain';
 
 export interface VerifyArgs {
@@ -44,8 +48,21 @@ export interface VerifyReport {
   /** Problems not tied to one backup (unreadable history files, corrupt WAL objects under --deep). */
   readonly problems: string[];
   readonly orphans: string[];
+  /** Timelines that went on after a child branched off them (each is also one line in `problems`). */
+  readonly forks: ForkReport[];
   readonly wal_objects: number;
   readonly deep: boolean;
+}
+
+export interface ForkReport {
+  readonly timeline: number;
+  readonly branched_timeline: number;
+  readonly branch_lsn: string;
+  /** Segments of `timeline` after the one holding the branch point, stored after the branch. */
+  readonly segments_after_branch: number;
+  readonly continued_to: string;
+  /** The timeline recovery_target_timeline = latest reaches. */
+  readonly latest_timeline: number;
 }
 
 export async function verify(deps: Deps, args: VerifyArgs): Promise<VerifyReport> {
@@ -62,12 +79,19 @@ export async function verify(deps: Deps, args: VerifyArgs): Promise<VerifyReport
   // WAL present, per timeline; history files decoded.
   const segments = new Map<number, Set<number>>();
   const histories = new Map<number, HistoryEntry[]>();
+  // Store times, for telling a second writer from a dead end left by a point-in-time restore.
+  const segmentTimes = new Map<number, Map<number, number>>();
+  const historyTimes = new Map<number, number>();
   for (const w of input.wal) {
     if (w.name.kind === 'segment') {
       let set = segments.get(w.name.timeline);
       if (!set) segments.set(w.name.timeline, (set = new Set()));
-      set.add(parseSegmentName(w.name.name, segmentSize).segNo);
-    }
+      const segNo = parseSegmentName(w.name.name, segmentSize).segNo;
+      set.add(segNo);
+      let times = segmentTimes.get(w.name.timeline);
+      if (!times) segmentTimes.set(w.name.timeline, (times = new Map()));
+      latestTime(times, segNo, w.lastModifiedMs);
+    } else if (w.name.kind === 'history') latestTime(historyTimes, w.name.timeline, w.lastModifiedMs);
   }
   for (const h of input.wal.filter((w) => w.name.kind === 'history')) {
     try {
@@ -116,7 +140,14 @@ export async function verify(deps: Deps, args: VerifyArgs): Promise<VerifyReport
     });
   }
 
+  const branches = findBranches({ segments, histories, segmentSize, segmentTimes, historyTimes });
+  const forks = branches.filter((b) => b.continued.length > 0).map(forkReport);
+  for (const f of forks) problems.push(forkProblem(f));
+
   const orphans: string[] = [];
+  for (const b of branches.filter((x) => x.deadEnd.length > 0)) {
+    orphans.push(`timeline ${b.parent} has ${b.deadEnd.length} segment(s) after timeline ${b.child} branched off it at ${formatLsn(b.switchLsn)} (${summarize(b.deadEnd)}), all archived before the branch: the dead end of a point-in-time restore; recovery to the latest timeline does not read them`);
+  }
   const oldestStart = input.backups.map((b) => b.start_wal_file).sort(compareSegmentNames)[0];
   for (const u of input.unfinished) {
     const age = input.nowMs - u.lastModifiedMs;
@@ -129,7 +160,34 @@ export async function verify(deps: Deps, args: VerifyArgs): Promise<VerifyReport
 
   // An archive with nothing to restore from is not "ok": a new, empty or emptied archive fails.
   const ok = backups.length > 0 && problems.length === 0 && backups.every((b) => b.problems.length === 0);
-  return { ok, backups, problems, orphans, wal_objects: input.wal.length, deep: args.deep };
+  return { ok, backups, problems, orphans, forks, wal_objects: input.wal.length, deep: args.deep };
+}
+
+/** Records the newest store time per key (a segment stored under two codecs counts by its later copy). */
+function latestTime(map: Map<number, number>, key: number, ms: number | undefined): void {
+  if (ms !== undefined) map.set(key, Math.max(ms, map.get(key) ?? ms));
+}
+
+function forkReport(b: Branch): ForkReport {
+  return {
+    timeline: b.parent,
+    branched_timeline: b.child,
+    branch_lsn: formatLsn(b.switchLsn),
+    segments_after_branch: b.continued.length,
+    continued_to: b.continued[b.continued.length - 1] ?? b.switchSegment,
+    latest_timeline: b.latest,
+  };
+}
+
+/** One line: both timelines, the branch point, how far the parent went on, and what it means. */
+function forkProblem(f: ForkReport): string {
+  const { timeline: n, branched_timeline: c, branch_lsn: at } = f;
+  return (
+    `forked history: timeline ${n} went on to ${f.continued_to} (${f.segments_after_branch} segment(s) archived after the branch) after timeline ${c} branched off it at ${at}: ` +
+    `two servers archived into this prefix after timeline ${c} branched off at ${at}: a restored copy or a former primary kept archiving; ` +
+    `restores with --target-timeline latest (the default) follow timeline ${f.latest_timeline}, and those of backups taken on timeline ${n} after ${at} fail; ` +
+    `give each server its own WALTS_STORE prefix`
+  );
 }
 
 function holdsEncryptedObjects(input: RetentionInput): boolean {

@@ -35,7 +35,7 @@ export async function readRetentionInput(storage: Storage, options: { nowMs: num
       continue;
     }
     const w = parseWalKey(o.key);
-    if (w) wal.push({ key: o.key, name: w.name, size: o.size });
+    if (w) wal.push({ key: o.key, name: w.name, size: o.size, lastModifiedMs: o.lastModified?.getTime() });
     // The archive record is what makes the prefix an archive: even `delete everything` keeps it.
     else if (o.key !== ARCHIVE_KEY) otherKeys.push(o.key);
   }

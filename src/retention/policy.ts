@@ -38,6 +38,8 @@ export interface WalObject {
   readonly key: string;
   readonly name: WalFileName;
   readonly size: number;
+  /** When the store says it was written (ms), when it says: verify tells a fork from a dead end by it. */
+  readonly lastModifiedMs?: number;
 }
 
 export interface RetentionInput {

@@ -3,6 +3,9 @@
  * store: a healthy store passes (shallow and --deep); a WAL segment missing in the middle of a
  * backup's chain fails with exit 3 and is named; a volume with one flipped byte passes the shallow
  * check (sizes match) but fails `--deep` with exit 3, named; a missing volume fails the shallow check.
+ * A restored copy that kept archiving and promoted while the origin goes on archiving into the same
+ * prefix is a forked history: exit 3, one line naming both timelines and the branch LSN (and exit 0
+ * before the origin went on: a clean promotion is no fork).
  */
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
@@ -178,5 +181,88 @@ describe('verify (real PostgreSQL, encrypted directory store)', () => {
     } finally {
       await fsp.rm(path(`walts_v1/basebackups/${name}`), { recursive: true });
     }
+  });
+});
+
+describe('verify reports a forked history (real PostgreSQL, directory store)', () => {
+  const reg = trackClusters();
+  let store: TestStore;
+  let origin: Cluster;
+  let mark = 0;
+
+  const verify = (args: string[] = []) => runWalts(['verify', ...args], store.env, { timeoutMs: 120_000 });
+  const addMark = async (c: Cluster) => {
+    await c.psql(`insert into marks values (${++mark})`);
+    return c.switchWalAndWaitArchived();
+  };
+  const historyStored = async (tli: number) => {
+    const dir = join(store.dir, 'walts_v1', 'wal', 'history');
+    const names = await fsp.readdir(dir).catch(() => [] as string[]);
+    return names.some((n) => n.startsWith(`${tli.toString(16).toUpperCase().padStart(8, '0')}.history`));
+  };
+
+  beforeAll(async () => {
+    store = await startStore('file', reg, 'fork');
+    origin = await reg.createCluster({ name: 'origin', env: store.env, conf: { archive_mode: 'on', archive_command: waltsCommand('wal-push %p') } });
+    await origin.start();
+    await origin.psql('create table marks (id int primary key)');
+    await addMark(origin);
+    const push = await runWalts(['backup-push', origin.dataDir, '--fast', '--volume-size', '8MiB'], { ...store.env, ...origin.pgEnv() }, { timeoutMs: 180_000 });
+    expect(push.code).toBe(0);
+    await addMark(origin);
+  });
+  afterAll(async () => {
+    await reg.cleanupAll();
+    await store?.stop();
+  });
+
+  it('a restored copy that kept archiving promotes while the origin goes on: verify exits 3 naming both timelines and the branch', async () => {
+    // The copy keeps the origin's archive_command (--archive-mode preserve) and promotes at the end
+    // of the archive: timeline 2 branches off timeline 1 in the origin's prefix.
+    const copy = await reg.emptyCluster({ name: 'copy', env: store.env });
+    const fetch = await runWalts(['backup-fetch', copy.dataDir, 'LATEST', '--target-action', 'promote', '--archive-mode', 'preserve'], store.env, { timeoutMs: 180_000 });
+    expect(fetch.code).toBe(0);
+    await copy.prepareRestoredDataDir({ keepSourceSettings: true });
+    await copy.start();
+    await copy.waitForRecoveryEnd(120_000);
+    await copy.psql('checkpoint');
+    expect(await copy.psql('select timeline_id from pg_control_checkpoint()')).toBe('2');
+    const deadline = Date.now() + 120_000;
+    while (!(await historyStored(2))) {
+      if (Date.now() > deadline) throw new Error('00000002.history never reached the store');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await addMark(copy);
+
+    // A clean promotion so far: the origin has archived nothing past the segment holding the branch point.
+    const clean = await verify(['--json']);
+    expect(clean.stderr).not.toMatch(/"level":(50|60)/);
+    expect(clean.code).toBe(0);
+    expect((JSON.parse(clean.stdout) as { forks: unknown[] }).forks).toEqual([]);
+
+    // The origin goes on archiving timeline 1 into the same prefix.
+    for (let i = 0; i < 3; i++) await addMark(origin);
+    const last = await addMark(origin);
+
+    const json = await verify(['--json']);
+    expect(json.code).toBe(3);
+    const report = JSON.parse(json.stdout) as Report & { forks: { timeline: number; branched_timeline: number; branch_lsn: string; segments_after_branch: number; continued_to: string; latest_timeline: number }[] };
+    expect(report.ok).toBe(false);
+    expect(report.forks).toHaveLength(1);
+    const [fork] = report.forks;
+    expect(fork).toMatchObject({ timeline: 1, branched_timeline: 2, continued_to: last, latest_timeline: 2 });
+    expect(fork!.segments_after_branch).toBeGreaterThanOrEqual(3);
+    expect(fork!.branch_lsn).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/);
+    expect(report.problems).toHaveLength(1);
+    expect(report.problems[0]).toContain(`timeline 1 went on to ${last}`);
+    expect(report.problems[0]).toContain(`timeline 2 branched off it at ${fork!.branch_lsn}`);
+
+    const text = await verify();
+    expect(text.code).toBe(3);
+    const lines = text.stdout.split('\n').filter((l) => l.startsWith('problem: forked history'));
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/two servers archived into this prefix.*--target-timeline latest.*follow timeline 2.*own WALTS_STORE prefix/);
+    expect(text.stderr).not.toMatch(/\n\s+at /); // one line, no stack trace
+    await copy.stop();
   });
 });
