@@ -184,7 +184,13 @@ async function main(): Promise<number> {
     await c.pgbench(['-i', '-s', String(scale), '-q']);
     await c.switchWalAndWaitArchived(600_000);
     out(`${((Date.now() - t) / 1000).toFixed(0)} s\n`);
-    const segs = (await fsp.readdir(walDir)).filter((f) => /^[0-9A-F]{24}$/.test(f)).sort();
+    const archived = async () => (await fsp.readdir(walDir)).filter((f) => /^[0-9A-F]{24}$/.test(f)).sort();
+    // Enough real WAL for 16 + 1 segments: pgbench transactions until the archive holds them.
+    for (let i = 0; i < 20 && (await archived()).length < 18; i++) {
+      await c.pgbench(['-n', '-c', '2', '-j', '2', '-T', '5']);
+      await c.switchWalAndWaitArchived(600_000);
+    }
+    const segs = await archived();
     if (segs.length < 17) throw new Error(`only ${segs.length} WAL segments archived; need 17`);
     const fixture = segs.slice(0, 16);
     const single = segs[16]!;
@@ -221,7 +227,19 @@ async function main(): Promise<number> {
         },
         push: (pgdata, n) => timed(node, [WALTS_BIN, 'wal-push', `pg_wal/${n}`], env, pgdata),
         fetch: (pgdata, n) => timed(node, [WALTS_BIN, 'wal-fetch', n, `pg_wal/${n}`], env, pgdata),
-        backup: () => timed(node, [WALTS_BIN, 'backup-push', c.dataDir, '--fast'], { ...env, ...c.pgEnv() }),
+        // walts backup-push waits until the backup's WAL is in its store (the peers were told not to
+        // check, or wait for the cp archive): for this one, the cluster archives into walts as well.
+        async backup() {
+          const vars = Object.entries(env).map(([k, v]) => `${k}='${v}'`).join(' ');
+          c.setConf({ archive_command: `cp %p ${walDir}/%f && env ${vars} '${node}' '${WALTS_BIN}' wal-push %p` });
+          await c.psql('select pg_reload_conf()');
+          try {
+            return await timed(node, [WALTS_BIN, 'backup-push', c.dataDir, '--fast'], { ...env, ...c.pgEnv() });
+          } finally {
+            c.setConf({ archive_command: `cp %p ${walDir}/%f` });
+            await c.psql('select pg_reload_conf()');
+          }
+        },
         restore: (dest) => timed(node, [WALTS_BIN, 'backup-fetch', dest, 'LATEST'], env),
       });
     }
