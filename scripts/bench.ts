@@ -18,11 +18,14 @@
  *
  * Settings: walts with WALTS_COMPRESSION=lz4 and no encryption; pgBackRest with compress-type=lz4, in
  * sync mode (process-max=1) and in async mode (archive-async=y, spool-path, process-max=2, which also
- * parallelises its backup and restore), the faster of the two reported per row; barman-cloud uncompressed (it has no LZ4; gzip/bzip2 would only be slower).
+ * parallelises its backup and restore), the faster of the two reported per row; barman-cloud
+ * uncompressed (it has no LZ4; gzip/bzip2 would only be slower).
  * Peers are optional: when a peer's commands are absent and we are root, it is installed with
  * apt-get (Debian packages `pgbackrest`, `barman-cli-cloud`); otherwise its column says "missing".
  *
- *   node -r ./scripts/register-ts.js scripts/bench.ts [--rounds N] [--scale N] [--out FILE] [--no-install]
+ *   node -r ./scripts/register-ts.js scripts/bench.ts [--rounds N] [--scale N] [--out FILE] [--no-install] [--no-pgp]
+ *
+ * Unless --no-pgp, walts runs a second time with OpenPGP on (its own column, not in the ratio).
  *
  * Prints the markdown table and writes it to FILE (default bench-results.md). Uses dist/ through
  * bin/walts: run `npm run build` first. Not part of `npm test`.
@@ -33,7 +36,7 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { trackClusters, type Cluster } from '../test/helpers/pg';
+import { chownToPg, trackClusters, type Cluster } from '../test/helpers/pg';
 import { baseEnv, isRoot, WALTS_BIN } from '../test/helpers/run';
 import { startS3rver, type S3rverHandle } from '../test/helpers/s3server';
 
@@ -120,6 +123,18 @@ async function startTlsProxy(s3: S3rverHandle, dir: string): Promise<{ port: num
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as { port: number }).port;
   return { port, stop: () => new Promise((resolve) => server.close(() => resolve())) };
+}
+
+/** An OpenPGP key pair for the encrypted walts column, readable by the postgres user (archive_command). */
+async function makeKeys(dir: string): Promise<Record<string, string>> {
+  const openpgp = await import('openpgp');
+  const k = await openpgp.generateKey({ type: 'ecc', curve: 'curve25519Legacy', userIDs: [{ name: 'walts bench' }], passphrase: 'bench passphrase', format: 'armored' });
+  const files = { WALTS_PGP_PUBLIC_KEY: join(dir, 'public.asc'), WALTS_PGP_PRIVATE_KEY: join(dir, 'private.asc'), WALTS_PGP_PASSPHRASE_FILE: join(dir, 'passphrase') };
+  writeFileSync(files.WALTS_PGP_PUBLIC_KEY, k.publicKey, { mode: 0o600 });
+  writeFileSync(files.WALTS_PGP_PRIVATE_KEY, k.privateKey, { mode: 0o600 });
+  writeFileSync(files.WALTS_PGP_PASSPHRASE_FILE, 'bench passphrase', { mode: 0o600 });
+  for (const f of Object.values(files)) await chownToPg(f);
+  return files;
 }
 
 type Row = 'push16' | 'push1' | 'fetch16' | 'fetch1' | 'backup' | 'restore';
@@ -214,15 +229,17 @@ async function main(): Promise<number> {
 
     const modes: Mode[] = [];
 
-    // walts: LZ4, no encryption, its own prefix per round.
-    {
+    // walts: LZ4, its own prefix per round; without encryption (the ratio column) and, unless
+    // --no-pgp, with OpenPGP (a key pair made for the run) beside it.
+    const pgp = process.argv.includes('--no-pgp') ? undefined : await makeKeys(work);
+    for (const keyEnv of pgp ? [undefined, pgp] : [undefined]) {
       let env: Record<string, string> = {};
       const node = process.execPath;
       modes.push({
         tool: 'walts',
-        label: 'walts',
+        label: keyEnv ? 'walts + OpenPGP' : 'walts',
         async prepare(round) {
-          env = { ...awsEnv, WALTS_STORE: `s3://${s3!.bucket}/walts-${round}`, WALTS_S3_ENDPOINT: s3!.endpoint, WALTS_S3_FORCE_PATH_STYLE: 'true', WALTS_COMPRESSION: 'lz4', AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' };
+          env = { ...awsEnv, WALTS_STORE: `s3://${s3!.bucket}/walts${keyEnv ? '-pgp' : ''}-${round}`, WALTS_S3_ENDPOINT: s3!.endpoint, WALTS_S3_FORCE_PATH_STYLE: 'true', WALTS_COMPRESSION: 'lz4', AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...keyEnv };
           await ok(node, [WALTS_BIN, 'init'], env);
         },
         push: (pgdata, n) => timed(node, [WALTS_BIN, 'wal-push', `pg_wal/${n}`], env, pgdata),
@@ -374,7 +391,7 @@ async function main(): Promise<number> {
           await fakePgdata(fetchDir, []);
           record(m, 'fetch1', must(m, 'wal-fetch (one)', await m.fetch(fetchDir, single)));
           const last = (row: Row) => results.get(m.label)!.get(row)!.at(-1)!.toFixed(3);
-          out(`    ${m.label.padEnd(18)} push16 ${last('push16')} push1 ${last('push1')} fetch16 ${last('fetch16')} fetch1 ${last('fetch1')}`);
+          out(`    ${m.label.padEnd(32)} push16 ${last('push16')} push1 ${last('push1')} fetch16 ${last('fetch16')} fetch1 ${last('fetch1')}`);
           if (m.backup && m.restore) {
             record(m, 'backup', must(m, 'backup', await m.backup()));
             const dest = join(work, `restore-${m.tool}`);
@@ -401,8 +418,8 @@ async function main(): Promise<number> {
     };
     const fmt = (s: number | undefined, row: Row) => (s === undefined ? '—' : s.toFixed(row === 'push1' || row === 'fetch1' ? 3 : 2));
     const lines = [
-      `| work | pgBackRest (best mode) | barman-cloud | walts | walts ÷ pgBackRest |`,
-      `|---|---|---|---|---|`,
+      `| work | pgBackRest (best mode) | barman-cloud | walts | walts ÷ pgBackRest |${pgp ? ' walts + OpenPGP |' : ''}`,
+      `|---|---|---|---|---|${pgp ? '---|' : ''}`,
     ];
     for (const [row, title] of ROWS) {
       const pg = modes
@@ -416,13 +433,13 @@ async function main(): Promise<number> {
       const barmanCell = barmanMissing ? 'missing' : `${fmt(b, row)}${b !== undefined ? ' (uncompressed)' : ''}`;
       const ratio = pg && w !== undefined ? `${(w / pg.s!).toFixed(2)}×` : '—';
       const t2 = row === 'backup' ? `backup-push, ${(dbSize / 1e6).toFixed(0)} MB pgbench PGDATA (scale ${scale}) to S3, s` : title;
-      lines.push(`| ${t2} | ${pgCell} | ${barmanCell} | ${fmt(w, row)} | ${ratio} |`);
+      lines.push(`| ${t2} | ${pgCell} | ${barmanCell} | ${fmt(w, row)} | ${ratio} |${pgp ? ` ${fmt(med('walts + OpenPGP', row), row)} |` : ''}`);
     }
     const tableText = lines.join('\n') + '\n';
     const header =
       `Machine: ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), ${(totalmem() / 2 ** 30).toFixed(1)} GiB; ${versions.node}, ${versions.postgres}, ` +
       `${versions.pgbackrest}, barman-cloud ${versions.barman}; ${new Date().toISOString()}; medians of ${rounds} rounds, s3rver on 127.0.0.1 ` +
-      `(pgBackRest through a local TLS proxy), walts LZ4 without encryption, pgBackRest LZ4.\n`;
+      `(pgBackRest through a local TLS proxy), walts LZ4 without encryption (and with OpenPGP in its own column), pgBackRest LZ4.\n`;
     const extra = [...notes, ...[...failed].map(([l, msg]) => `${l} failed: ${msg}`)].map((n) => `- ${n}\n`).join('');
     const perMode = [...results]
       .map(([label, rows]) => `- ${label}: ` + [...rows].map(([row, xs]) => `${row} ${xs.map((x) => x.toFixed(3)).join('/')}`).join(', '))
