@@ -438,7 +438,7 @@ async function main(): Promise<number> {
     const tableText = lines.join('\n') + '\n';
     const header =
       `Machine: ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), ${(totalmem() / 2 ** 30).toFixed(1)} GiB; ${versions.node}, ${versions.postgres}, ` +
-      `${versions.pgbackrest}, barman-cloud ${versions.barman}; ${new Date().toISOString()}; medians of ${rounds} rounds, s3rver on 127.0.0.1 ` +
+      `${versions.pgbackrest}, ${versions.barman}; ${new Date().toISOString()}; medians of ${rounds} rounds, s3rver on 127.0.0.1 ` +
       `(pgBackRest through a local TLS proxy), walts LZ4 without encryption (and with OpenPGP in its own column), pgBackRest LZ4.\n`;
     const extra = [...notes, ...[...failed].map(([l, msg]) => `${l} failed: ${msg}`)].map((n) => `- ${n}\n`).join('');
     const perMode = [...results]
