@@ -54,27 +54,33 @@ export async function walFetch(deps: Deps, args: WalFetchArgs): Promise<WalFetch
   const name = parseWalFileName(args.name);
   if (!name) throw new UsageError(`${JSON.stringify(args.name)} is not a WAL file name; refusing to fetch`);
   const dest = resolve(args.cwd, args.dest);
-  await removeStaleTempFiles(dirname(dest), deps.log);
+  // Leftovers of killed fetches are swept beside the fetch, not before it: the sweep is one readdir
+  // of pg_wal and must not delay the store request (it never touches a live process's file).
+  const sweeping = removeStaleTempFiles(dirname(dest), deps.log);
   let integrityRetried = false;
-  return retrying(
-    deps.retry,
-    {
-      op: 'wal-fetch',
-      key: name.name,
-      signal: args.signal,
-      retryable: (err) => {
-        if (isTransient(err)) return true;
-        if (err instanceof IntegrityError && !integrityRetried) return (integrityRetried = true);
-        return false;
+  try {
+    return await retrying(
+      deps.retry,
+      {
+        op: 'wal-fetch',
+        key: name.name,
+        signal: args.signal,
+        retryable: (err) => {
+          if (isTransient(err)) return true;
+          if (err instanceof IntegrityError && !integrityRetried) return (integrityRetried = true);
+          return false;
+        },
+        onRetry: ({ attempt, delayMs, remainingMs, error }) =>
+          deps.log.warn(
+            { wal: name.name, attempt, delay_ms: delayMs, remaining_ms: remainingMs, err: describeError(error) },
+            `wal-fetch attempt failed; retrying in ${delayMs} ms (${(remainingMs / 1000).toFixed(1)} s left of the retry deadline)`,
+          ),
       },
-      onRetry: ({ attempt, delayMs, remainingMs, error }) =>
-        deps.log.warn(
-          { wal: name.name, attempt, delay_ms: delayMs, remaining_ms: remainingMs, err: describeError(error) },
-          `wal-fetch attempt failed; retrying in ${delayMs} ms (${(remainingMs / 1000).toFixed(1)} s left of the retry deadline)`,
-        ),
-    },
-    () => fetchOnce(deps, name, dest, args.signal),
-  );
+      () => fetchOnce(deps, name, dest, args.signal),
+    );
+  } finally {
+    await sweeping; // best effort: never rejects
+  }
 }
 
 async function fetchOnce(deps: Deps, name: WalFileName, dest: string, signal?: AbortSignal): Promise<WalFetchResult> {
