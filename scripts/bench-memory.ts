@@ -52,7 +52,7 @@ interface Measured {
 /** Runs `node bin/walts args` with exactly `env` and measures its peak RSS and wall time. */
 async function measure(args: string[], env: Record<string, string>): Promise<Measured> {
   const fullEnv = { ...baseEnv(), AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...env, ...extraEnv() };
-  const argv = [process.execPath, WALTS_BIN, ...args];
+  const argv = [WALTS_BIN, ...args];
   if (hasGnuTime()) {
     const dir = await fsp.mkdtemp(join(tmpdir(), 'walts-bench-time-'));
     const file = join(dir, 'time');

@@ -234,30 +234,29 @@ async function main(): Promise<number> {
     const pgp = process.argv.includes('--no-pgp') ? undefined : await makeKeys(work);
     for (const keyEnv of pgp ? [undefined, pgp] : [undefined]) {
       let env: Record<string, string> = {};
-      const node = process.execPath;
       modes.push({
         tool: 'walts',
         label: keyEnv ? 'walts + OpenPGP' : 'walts',
         async prepare(round) {
           env = { ...awsEnv, WALTS_STORE: `s3://${s3!.bucket}/walts${keyEnv ? '-pgp' : ''}-${round}`, WALTS_S3_ENDPOINT: s3!.endpoint, WALTS_S3_FORCE_PATH_STYLE: 'true', WALTS_COMPRESSION: 'lz4', AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...keyEnv };
-          await ok(node, [WALTS_BIN, 'init'], env);
+          await ok(WALTS_BIN, ['init'], env);
         },
-        push: (pgdata, n) => timed(node, [WALTS_BIN, 'wal-push', `pg_wal/${n}`], env, pgdata),
-        fetch: (pgdata, n) => timed(node, [WALTS_BIN, 'wal-fetch', n, `pg_wal/${n}`], env, pgdata),
+        push: (pgdata, n) => timed(WALTS_BIN, ['wal-push', `pg_wal/${n}`], env, pgdata),
+        fetch: (pgdata, n) => timed(WALTS_BIN, ['wal-fetch', n, `pg_wal/${n}`], env, pgdata),
         // walts backup-push waits until the backup's WAL is in its store (the peers were told not to
         // check, or wait for the cp archive): for this one, the cluster archives into walts as well.
         async backup() {
           const vars = Object.entries(env).map(([k, v]) => `${k}='${v}'`).join(' ');
-          c.setConf({ archive_command: `cp %p ${walDir}/%f && env ${vars} '${node}' '${WALTS_BIN}' wal-push %p` });
+          c.setConf({ archive_command: `cp %p ${walDir}/%f && env ${vars} '${WALTS_BIN}' wal-push %p` });
           await c.psql('select pg_reload_conf()');
           try {
-            return await timed(node, [WALTS_BIN, 'backup-push', c.dataDir, '--fast'], { ...env, ...c.pgEnv() });
+            return await timed(WALTS_BIN, ['backup-push', c.dataDir, '--fast'], { ...env, ...c.pgEnv() });
           } finally {
             c.setConf({ archive_command: `cp %p ${walDir}/%f` });
             await c.psql('select pg_reload_conf()');
           }
         },
-        restore: (dest) => timed(node, [WALTS_BIN, 'backup-fetch', dest, 'LATEST'], env),
+        restore: (dest) => timed(WALTS_BIN, ['backup-fetch', dest, 'LATEST'], env),
       });
     }
 

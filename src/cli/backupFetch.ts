@@ -112,7 +112,8 @@ const CARRIED_FLAGS = ['store', 's3-endpoint', 's3-force-path-style', 's3-region
  * does for archive_command). Credentials and passphrases are never written.
  */
 export function defaultRestoreCommand(config: Config, argv: Record<string, unknown>): string {
-  const words = [process.argv[1] ? resolve(process.argv[1]) : 'walts'];
+  // bin/walts.js is started by the bin/walts front, which is what restore_command must call.
+  const words = [process.argv[1] ? resolve(process.argv[1]).replace(/\/walts\.js$/, '/walts') : 'walts'];
   if (config.configFile) words.push('--config', resolve(config.configFile));
   for (const flag of CARRIED_FLAGS) {
     const v = argv[flag];

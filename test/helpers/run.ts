@@ -55,7 +55,8 @@ export function isRoot(): boolean {
 /** Minimal, predictable environment for hermetic children. */
 export function baseEnv(): Record<string, string> {
   return {
-    PATH: process.env.PATH || '/usr/local/bin:/usr/bin:/bin',
+    // bin/walts runs `node` from PATH: the node running the tests comes first.
+    PATH: `${path.dirname(process.execPath)}:${process.env.PATH || '/usr/local/bin:/usr/bin:/bin'}`,
     LANG: 'C.UTF-8',
     LC_ALL: 'C.UTF-8',
     TZ: 'UTC',
@@ -191,7 +192,7 @@ function isLeakyVar(k: string): boolean {
 }
 
 /**
- * Run the walts CLI (`node bin/walts ...args`).
+ * Run the walts CLI (`bin/walts ...args`, with this test's node first on PATH).
  *
  * The child inherits process.env MINUS any WALTS_*, AWS_* and PG* variables (so a developer's shell
  * cannot change test outcomes), plus `env`. With `opts.asUser` (e.g. 'postgres' when root) it runs as
@@ -211,7 +212,7 @@ export function runWalts(
   merged.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
   Object.assign(merged, env);
   // cleanEnv=true because we already built the complete environment ourselves.
-  return run(process.execPath, [WALTS_BIN, ...args], { ...opts, env: { ...baseEnv(), ...merged }, cleanEnv: true });
+  return run(WALTS_BIN, args, { ...opts, env: { ...baseEnv(), ...merged }, cleanEnv: true });
 }
 
 /** The real lz4 CLI, as an independent decoder/encoder for interop tests. */

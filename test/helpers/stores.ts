@@ -75,6 +75,7 @@ async function makeStore(kind: StoreKind, registry: ClusterRegistry, prefix: str
 
 /** archive_command / restore_command lines calling this checkout's walts with the test's node. */
 export function waltsCommand(args: string): string {
-  const bin = require('node:path').resolve(__dirname, '../../bin/walts') as string;
-  return `'${process.execPath}' '${bin}' ${args}`;
+  const path = require('node:path') as typeof import('node:path');
+  const bin = path.resolve(__dirname, '../../bin/walts');
+  return `PATH='${path.dirname(process.execPath)}':"$PATH" '${bin}' ${args}`;
 }

@@ -327,7 +327,7 @@ describe('backup-push interrupted while a volume upload hangs (s3rver behind a f
   async function startStalledPush(): Promise<{ child: ChildProcess; stderr: () => string; exited: Promise<{ code: number | null; signal: string | null }> }> {
     proxy.inject({ kind: 'hang', method: 'PUT', pathIncludes: 'part_00001' });
     const seen = proxy.requests.length;
-    const child = spawn(process.execPath, [WALTS_BIN, 'backup-push', b.dataDir, '--fast', '--volume-size', '4MiB'], { env: waltsEnv(pushEnv), stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(WALTS_BIN, ['backup-push', b.dataDir, '--fast', '--volume-size', '4MiB'], { env: waltsEnv(pushEnv), stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
     child.stderr!.on('data', (d: Buffer) => (err += d.toString('utf8')));
     const exited = new Promise<{ code: number | null; signal: string | null }>((r) => child.once('exit', (code, signal) => r({ code, signal })));

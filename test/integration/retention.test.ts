@@ -83,7 +83,7 @@ function spawnWalts(args: string[], env: Record<string, string>): { child: Child
   const clean: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !/^(WALTS_|AWS_|PG)/.test(k)) clean[k] = v;
   const started = Date.now();
-  const child = spawn(process.execPath, [WALTS_BIN, ...args], { env: { ...clean, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', TZ: 'UTC', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(WALTS_BIN, [...args], { env: { ...clean, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', TZ: 'UTC', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const out: Buffer[] = [];
   const err: Buffer[] = [];
   child.stdout!.on('data', (b: Buffer) => out.push(b));

@@ -321,7 +321,7 @@ describe('wal-push / wal-fetch contract (walts binary, s3rver behind a fault pro
     proxy.inject({ kind: 'hang', method: 'GET', pathIncludes: path });
     const before = gets(path);
     const dest = join(work, `dest-${++n}`);
-    const child = spawn(process.execPath, [WALTS_BIN, 'wal-fetch', SEG1, dest], { env: { ...process.env, ...e, WALTS_IO_TIMEOUT: '30' }, stdio: 'ignore' });
+    const child = spawn(WALTS_BIN, ['wal-fetch', SEG1, dest], { env: { ...process.env, ...e, WALTS_IO_TIMEOUT: '30' }, stdio: 'ignore' });
     const exited = new Promise<[number | null, string | null]>((r) => child.once('exit', (c, s) => r([c, s])));
     await waitUntil('the fetch to reach the store', () => gets(path) > before);
     child.kill('SIGTERM');
@@ -336,7 +336,7 @@ describe('wal-push / wal-fetch contract (walts binary, s3rver behind a fault pro
     expect((await push(e, pgdata({ [SEG1]: seg }), SEG1)).code).toBe(0);
     const dir = join(pgdata(), 'pg_wal');
     proxy.inject({ kind: 'stall-response', bytes: 20_000, method: 'GET', pathIncludes: `${prefixOf(e)}/walts_v1/wal/0000000100000000/${SEG1}.lz4.pgp` });
-    const child = spawn(process.execPath, [WALTS_BIN, 'wal-fetch', SEG1, join(dir, 'RECOVERYXLOG')], { env: { ...process.env, ...e }, stdio: 'ignore' });
+    const child = spawn(WALTS_BIN, ['wal-fetch', SEG1, join(dir, 'RECOVERYXLOG')], { env: { ...process.env, ...e }, stdio: 'ignore' });
     const exited = new Promise((r) => child.once('exit', r));
     const leftover = new RegExp(`^\\.RECOVERYXLOG\\.walts-${child.pid}-[0-9a-f]+\\.tmp$`);
     await waitUntil('the download to start writing its temp file', () => readdirSync(dir).some((f) => leftover.test(f)));
