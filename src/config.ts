@@ -49,6 +49,17 @@ export interface Config {
   readonly logLevel: string;
   /** Exit code of wal-fetch for a hard error (anything but "not found"). */
   readonly fetchErrorExitCode: number;
+  /**
+   * Local state of wal-push look-ahead and wal-fetch prefetch (docs/performance.md). Absolute; when
+   * unset, `walts_spool` in the directory of the WAL file (pg_wal).
+   */
+  readonly spoolDir?: string;
+  /** wal-push: how many other `.ready` files one call may also upload (0 = look-ahead off). */
+  readonly pushLookahead: number;
+  /** wal-fetch: how many following segments to download ahead into the spool (0 = prefetch off). */
+  readonly prefetch: number;
+  /** Transfers in flight at once within one command (look-ahead, prefetch, backup volumes). */
+  readonly concurrency: number;
   /** The file the configuration came from, if any (backup-fetch names it in restore_command). */
   readonly configFile?: string;
 }
@@ -75,6 +86,10 @@ export const SETTINGS = {
   WALTS_IO_TIMEOUT: 'io-timeout',
   WALTS_RETRY_DEADLINE: 'retry-deadline',
   WALTS_FETCH_ERROR_EXIT_CODE: 'fetch-error-exit-code',
+  WALTS_SPOOL_DIR: 'spool-dir',
+  WALTS_PUSH_LOOKAHEAD: 'push-lookahead',
+  WALTS_PREFETCH: 'prefetch',
+  WALTS_CONCURRENCY: 'concurrency',
 } as const satisfies Record<string, string | undefined>;
 
 export type SettingName = keyof typeof SETTINGS;
@@ -174,6 +189,24 @@ export function loadConfig(sources: ConfigSources): Config {
     }
   }
 
+  const count = (name: SettingName, dflt: number, min: number, max: number): number => {
+    const raw = get(name);
+    if (raw === undefined) return dflt;
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < min || n > max) {
+      problems.push(`${name} must be a whole number from ${min} to ${max}, got ${JSON.stringify(raw)}`);
+      return dflt;
+    }
+    return n;
+  };
+  const spoolDir = get('WALTS_SPOOL_DIR');
+  if (spoolDir !== undefined && (!spoolDir.startsWith('/') || spoolDir.split('/').some((p) => p === '..' || p === '.'))) {
+    problems.push(`WALTS_SPOOL_DIR must be an absolute path without '.' or '..' parts, got ${JSON.stringify(spoolDir)}`);
+  }
+  const pushLookahead = count('WALTS_PUSH_LOOKAHEAD', 16, 0, 256);
+  const prefetch = count('WALTS_PREFETCH', 16, 0, 256);
+  const concurrency = count('WALTS_CONCURRENCY', 4, 1, 64);
+
   const connectTimeoutMs = seconds('WALTS_CONNECT_TIMEOUT', 10);
   const ioTimeoutMs = seconds('WALTS_IO_TIMEOUT', 60);
   const retryDeadlineMs = seconds('WALTS_RETRY_DEADLINE', 60);
@@ -200,6 +233,10 @@ export function loadConfig(sources: ConfigSources): Config {
     signing: { keyPath: get('WALTS_BACKUP_SIGNING_KEY'), verifyKeyPath: get('WALTS_BACKUP_VERIFY_KEY') },
     logLevel,
     fetchErrorExitCode,
+    spoolDir: spoolDir?.replace(/\/+$/, '') || spoolDir,
+    pushLookahead,
+    prefetch,
+    concurrency,
     configFile,
   };
 }
