@@ -46,7 +46,7 @@ export type PeerStatus =
 export function detectPeer(spec: PeerSpec, opts: { pathEnv: string; mayInstall: boolean; install: Installer }): PeerStatus {
   const found = findCommand(spec.bin, opts.pathEnv);
   if (found) return { present: true, dir: found.slice(0, found.lastIndexOf('/')), installed: false };
-  if (!opts.mayInstall) return { present: false, note: `${spec.bin} not installed (Debian package ${spec.pkg}); skipped` };
+  if (!opts.mayInstall) return { present: false, note: `${spec.bin} not found on the PATH searched (Debian package ${spec.pkg}); skipped` };
   const r = opts.install(spec.pkg);
   const after = findCommand(spec.bin, opts.pathEnv);
   if (after) return { present: true, dir: after.slice(0, after.lastIndexOf('/')), installed: true };

@@ -39,7 +39,7 @@ describe('bench peer detection', () => {
 
   it('says missing, without installing, when installing is not allowed', () => {
     const s = detectPeer(PGBACKREST, { pathEnv: empty, mayInstall: false, install: never });
-    expect(s).toEqual({ present: false, note: 'pgbackrest not installed (Debian package pgbackrest); skipped' });
+    expect(s).toEqual({ present: false, note: 'pgbackrest not found on the PATH searched (Debian package pgbackrest); skipped' });
   });
 
   it('says missing with the installer\'s reason when the install fails', () => {
