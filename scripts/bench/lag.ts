@@ -103,7 +103,8 @@ export async function measureLag(
       waitingAtEnd: waiting,
     };
   } finally {
-    await c.destroy().catch(() => undefined);
+    // WALTS_TEST_KEEP=1 keeps the cluster's files (and log) for a look afterwards, as the test harness does.
+    await c.destroy({ keepFiles: process.env['WALTS_TEST_KEEP'] === '1' }).catch(() => undefined);
   }
 }
 

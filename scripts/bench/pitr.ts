@@ -49,6 +49,7 @@ export async function timeReplay(reg: ClusterRegistry, baseDataDir: string, m: R
     if (!redoDone) throw new Error(`${m.label}: no "redo done" in the log\n${c.logTail(30)}`);
     return { seconds, restored: (log.match(/restored log file "[0-9A-F]{24}" from archive/g) ?? []).length, redoDone };
   } finally {
-    await c.destroy().catch(() => undefined);
+    // WALTS_TEST_KEEP=1 keeps the cluster's files (and log) for a look afterwards, as the test harness does.
+    await c.destroy({ keepFiles: process.env['WALTS_TEST_KEEP'] === '1' }).catch(() => undefined);
   }
 }
