@@ -5,7 +5,7 @@
  * loaded the machine is at that moment. Prints medians, page faults (first touches of memory, the
  * cost that load does not blur) and the store requests each call made.
  *
- *   npm run build && node -r ./scripts/register-ts.js scripts/bench-startup.ts [--runs 15] \
+ *   npm run build && npm run bench:startup -- [--runs 15] \
  *     [--walts before=/path/to/other/checkout/bin/walts,after=bin/walts]
  */
 import { spawn } from 'node:child_process';
