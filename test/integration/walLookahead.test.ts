@@ -62,7 +62,8 @@ describe.each<StoreKind>(['file', 's3'])('look-ahead under real PostgreSQL 15 (%
     // when the store is slower than the load; then archiving resumes while the load goes on.
     a.setConf({ archive_command: '' });
     await a.reload();
-    expect((await a.pgbench(['-c', '2', '-j', '2', '-T', '4', '-n'])).code).toBe(0);
+    expect((await a.pgbench(['-c', '2', '-j', '2', '-T', '3', '-n'])).code).toBe(0);
+    for (let i = 0; i < 8; i++) await a.psql(`update pgbench_branches set bbalance = bbalance + ${i}; select pg_switch_wal()`);
     a.setConf({ archive_command: archiveCommand });
     await a.reload();
     expect((await a.pgbench(['-c', '2', '-j', '2', '-T', '4', '-n'])).code).toBe(0);
@@ -74,7 +75,7 @@ describe.each<StoreKind>(['file', 's3'])('look-ahead under real PostgreSQL 15 (%
     const lines = readFileSync(calls, 'utf8').trim().split('\n');
     const ahead = lines.filter((l) => l.startsWith('stored '));
     expect(lines.length).toBe(archived);
-    expect(ahead.length).toBeGreaterThanOrEqual(3);
+    expect(ahead.length).toBeGreaterThanOrEqual(5);
     // Those calls were answered by the sh front: no Node, so no log line from walts for them.
     const pushLines = a.log().split('\n').filter((l) => l.includes('"wal-push done"'));
     expect(pushLines.length).toBeLessThan(archived ?? 0);
