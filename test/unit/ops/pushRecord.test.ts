@@ -88,6 +88,9 @@ describe('freshness margin (injected clock)', () => {
     expect(settledBeforeStat(id, ctimeMs + 1)).toBe(false);
     expect(settledBeforeStat(id, ctimeMs - 1000)).toBe(false); // clock behind the file: never
     expect(settledBeforeStat(id, ctimeMs + 10, 5)).toBe(true);
+    const exact = { ...id, ctimeNs: BigInt(ctimeMs) * 1_000_000n };
+    expect(settledBeforeStat(exact, ctimeMs + FRESHNESS_MARGIN_MS)).toBe(false); // exactly the margin: not older by it
+    expect(settledBeforeStat(exact, ctimeMs + FRESHNESS_MARGIN_MS + 1)).toBe(true);
   });
 });
 
