@@ -9,6 +9,9 @@
  * never creates an archive, see archive/archive.ts); judge objects without usable metadata by their
  * content; decide; where the store cannot enforce create-if-absent, decide again right before
  * uploading; upload with create-if-absent; where the store cannot enforce it, read back and verify.
+ *
+ * `pushFile` is the one push path: the file PostgreSQL asked for and the files a look-ahead pushes
+ * with it (ops/walPushLookahead.ts) alike, within a `PushSession` that opens the archive once.
  */
 import { promises as fsp } from 'node:fs';
 import { basename, resolve } from 'node:path';
