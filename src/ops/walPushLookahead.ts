@@ -87,10 +87,11 @@ export async function walPushWithLookahead(deps: Deps, args: WalPushArgs, option
     primary.catch(() => controller.abort(new Error('the call’s own file failed')));
     if (ready === undefined) return await primary;
 
-    const queue = ready
-      .filter((n) => n !== basename(walPath))
-      .filter((n) => checkRecordSync(recordDir, n, join(walDir, n), options.store) !== 'valid')
-      .slice(0, options.lookahead);
+    const queue: string[] = [];
+    for (const n of ready) {
+      if (queue.length >= options.lookahead) break;
+      if (n !== basename(walPath) && checkRecordSync(recordDir, n, join(walDir, n), options.store) !== 'valid') queue.push(n);
+    }
     const recorded: string[] = [];
     let unrecorded = 0;
     let failed = 0;
