@@ -20,7 +20,7 @@ import type { StoredPart, TablespaceInfo, BackupSentinel } from '../backup/senti
 import { SENTINEL_FORMAT } from '../backup/sentinel';
 import { loadSigningKey, signSentinel } from '../backup/signature';
 import { manifestLines, VolumeWriter } from '../backup/volumes';
-import { walkDataDirectory } from '../backup/walk';
+import { PG_CONTROL, walkDataDirectory } from '../backup/walk';
 import type { Deps } from '../deps';
 import { IntegrityError, UnavailableError, UsageError } from '../errors';
 import { abortBackup, describeArchiverStatus, startBackup, stopBackup, walArchiverStatus } from '../postgres/backupApi';
@@ -42,6 +42,8 @@ export interface BackupPushArgs {
   readonly sleep?: (ms: number) => Promise<void>;
   /** WALTS_BACKUP_SIGNING_KEY: sign the sentinel (docs/security.md). */
   readonly signingKeyPath?: string;
+  /** Volumes read, encoded and uploaded at once (WALTS_CONCURRENCY; default 1). */
+  readonly concurrency?: number;
 }
 
 export async function backupPush(deps: Deps, args: BackupPushArgs): Promise<BackupSentinel> {
@@ -80,6 +82,7 @@ export async function backupPush(deps: Deps, args: BackupPushArgs): Promise<Back
       codecs,
       keyFor: (i) => backupKeys.volume(name, i, codecs.writeSuffix),
       volumeSize: args.volumeSize,
+      concurrency: args.concurrency,
       signal: args.signal,
       onBytes: (n) => args.onProgress?.((done += n), total),
     });
@@ -90,16 +93,26 @@ export async function backupPush(deps: Deps, args: BackupPushArgs): Promise<Back
       onSkip: (path, why) => log.warn({ path }, `left out of the backup: ${path} is ${why}`),
     })) {
       args.signal?.throwIfAborted();
-      if (entry.type === 'file') await writer.addFile(entry.path, entry.source, entry);
-      else await writer.addEntry({ path: entry.path, type: entry.type, mode: entry.mode, mtime: entry.mtime, linkname: entry.linkTarget });
+      await writer.add({
+        path: entry.path,
+        type: entry.type,
+        mode: entry.mode,
+        mtime: entry.mtime,
+        size: entry.size,
+        source: entry.type === 'file' ? entry.source : undefined,
+        linkname: entry.linkTarget,
+        // global/pg_control is read after every other file, whichever volume holds them.
+        last: entry.path === PG_CONTROL,
+      });
     }
-    await writer.finishVolume();
+    // Every file is copied (and its volume stored) before the backup ends on the server.
+    await writer.settle();
 
     const stop = await stopBackup(session, { waitForArchive: false });
     const now = Math.floor(Date.now() / 1000);
-    await writer.addBuffer('backup_label', stop.backupLabel, 0o600, now);
-    if (stop.tablespaceMap) await writer.addBuffer('tablespace_map', stop.tablespaceMap, 0o600, now);
-    await writer.finishVolume();
+    await writer.add({ path: 'backup_label', type: 'file', data: stop.backupLabel, mode: 0o600, mtime: now });
+    if (stop.tablespaceMap) await writer.add({ path: 'tablespace_map', type: 'file', data: stop.tablespaceMap, mode: 0o600, mtime: now });
+    const volumes = await writer.settle();
     const manifest = await uploadManifest(deps, name, writer, start, stop);
 
     await waitForWal(deps, session, stop.label.startWalFile, stop.stopWalFile, start.walSegmentSize, args);
@@ -127,9 +140,9 @@ export async function backupPush(deps: Deps, args: BackupPushArgs): Promise<Back
       data_directory: pgdata,
       file_count: files.length,
       data_size: files.reduce((n, e) => n + e.size, 0),
-      stored_size: writer.volumes.reduce((n, v) => n + v.stored_size, 0) + manifest.stored_size,
+      stored_size: volumes.reduce((n, v) => n + v.stored_size, 0) + manifest.stored_size,
       codecs: codecs.writeChain.map((c) => c.name),
-      volumes: writer.volumes,
+      volumes,
       manifest,
       tablespaces,
       backup_label: stop.backupLabel.toString('utf8'),
@@ -141,7 +154,7 @@ export async function backupPush(deps: Deps, args: BackupPushArgs): Promise<Back
     await storage.put(backupKeys.sentinel(name), sentinelBytes, { signal: args.signal });
     return sentinel;
   } catch (err) {
-    writer?.abort(err as Error);
+    await writer?.abort(err as Error);
     await abortBackup(session).catch(() => undefined);
     throw err;
   } finally {
