@@ -23,7 +23,11 @@
  * Peers are optional: when a peer's commands are absent and we are root, it is installed with
  * apt-get (Debian packages `pgbackrest`, `barman-cli-cloud`); otherwise its column says "missing".
  *
- *   node -r ./scripts/register-ts.js scripts/bench.ts [--rounds N] [--scale N] [--out FILE] [--no-install] [--no-pgp]
+ *   node -r ./scripts/register-ts.js scripts/bench.ts [--rounds N] [--scale N] [--out FILE] [--no-install] [--no-pgp] [--backup-only] [--no-barman] [--baseline BIN]
+ *
+ * --backup-only measures the backup-push and backup-fetch rows alone (no WAL fixture, quicker);
+ * --no-barman leaves barman-cloud out; --baseline BIN measures another walts build (its bin/walts)
+ * beside, listed with every round (e.g. main's, for a before/after on the same machine load).
  *
  * Unless --no-pgp, walts runs a second time with OpenPGP on (its own column, not in the ratio).
  *
@@ -171,7 +175,8 @@ async function main(): Promise<number> {
   const notes: string[] = [];
   try {
     const pgbrMissing = ensurePeer('pgbackrest', 'pgbackrest');
-    const barmanMissing = ensurePeer('barman-cloud-wal-archive', 'barman-cli-cloud');
+    const backupOnly = process.argv.includes('--backup-only');
+    const barmanMissing = process.argv.includes('--no-barman') ? 'left out (--no-barman)' : ensurePeer('barman-cloud-wal-archive', 'barman-cli-cloud');
     if (pgbrMissing) notes.push(`pgBackRest: ${pgbrMissing}`);
     if (barmanMissing) notes.push(`barman-cloud: ${barmanMissing}`);
     const version = (cmd: string, args: string[]) => (have(cmd) ? spawnSync(cmd, args, { encoding: 'utf8' }).stdout.trim().split('\n')[0] : 'missing');
@@ -201,14 +206,14 @@ async function main(): Promise<number> {
     out(`${((Date.now() - t) / 1000).toFixed(0)} s\n`);
     const archived = async () => (await fsp.readdir(walDir)).filter((f) => /^[0-9A-F]{24}$/.test(f)).sort();
     // Enough real WAL for 16 + 1 segments: pgbench transactions until the archive holds them.
-    for (let i = 0; i < 20 && (await archived()).length < 18; i++) {
+    for (let i = 0; i < 20 && !backupOnly && (await archived()).length < 18; i++) {
       await c.pgbench(['-n', '-c', '2', '-j', '2', '-T', '5']);
       await c.switchWalAndWaitArchived(600_000);
     }
     const segs = await archived();
-    if (segs.length < 17) throw new Error(`only ${segs.length} WAL segments archived; need 17`);
+    if (segs.length < 17 && !backupOnly) throw new Error(`only ${segs.length} WAL segments archived; need 17`);
     const fixture = segs.slice(0, 16);
-    const single = segs[16]!;
+    const single = segs[16] ?? '';
     const dbSize = Number(await c.psql('select sum(pg_database_size(oid)) from pg_database'));
     out(`  fixture: 16 segments ${fixture[0]}..${fixture[15]}; database ${(dbSize / 1e6).toFixed(0)} MB\n`);
 
@@ -232,31 +237,36 @@ async function main(): Promise<number> {
     // walts: LZ4, its own prefix per round; without encryption (the ratio column) and, unless
     // --no-pgp, with OpenPGP (a key pair made for the run) beside it.
     const pgp = process.argv.includes('--no-pgp') ? undefined : await makeKeys(work);
-    for (const keyEnv of pgp ? [undefined, pgp] : [undefined]) {
+    // --baseline BIN: another walts build (e.g. main's bin/walts) measured beside, without encryption.
+    const baseline = stringOption('baseline', '');
+    const variants: Array<{ keyEnv?: Record<string, string>; bin: string; label: string }> = [{ bin: WALTS_BIN, label: 'walts' }];
+    if (pgp) variants.push({ keyEnv: pgp, bin: WALTS_BIN, label: 'walts + OpenPGP' });
+    if (baseline) variants.push({ bin: baseline, label: 'walts baseline' });
+    for (const { keyEnv, bin: WALTS, label } of variants) {
       let env: Record<string, string> = {};
       modes.push({
         tool: 'walts',
-        label: keyEnv ? 'walts + OpenPGP' : 'walts',
+        label,
         async prepare(round) {
-          env = { ...awsEnv, WALTS_STORE: `s3://${s3!.bucket}/walts${keyEnv ? '-pgp' : ''}-${round}`, WALTS_S3_ENDPOINT: s3!.endpoint, WALTS_S3_FORCE_PATH_STYLE: 'true', WALTS_COMPRESSION: 'lz4', AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...keyEnv };
-          await ok(WALTS_BIN, ['init'], env);
+          env = { ...awsEnv, WALTS_STORE: `s3://${s3!.bucket}/${label.toLowerCase().replace(/[^a-z]+/g, '-')}-${round}`, WALTS_S3_ENDPOINT: s3!.endpoint, WALTS_S3_FORCE_PATH_STYLE: 'true', WALTS_COMPRESSION: 'lz4', AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...keyEnv };
+          await ok(WALTS, ['init'], env);
         },
-        push: (pgdata, n) => timed(WALTS_BIN, ['wal-push', `pg_wal/${n}`], env, pgdata),
-        fetch: (pgdata, n) => timed(WALTS_BIN, ['wal-fetch', n, `pg_wal/${n}`], env, pgdata),
+        push: (pgdata, n) => timed(WALTS, ['wal-push', `pg_wal/${n}`], env, pgdata),
+        fetch: (pgdata, n) => timed(WALTS, ['wal-fetch', n, `pg_wal/${n}`], env, pgdata),
         // walts backup-push waits until the backup's WAL is in its store (the peers were told not to
         // check, or wait for the cp archive): for this one, the cluster archives into walts as well.
         async backup() {
           const vars = Object.entries(env).map(([k, v]) => `${k}='${v}'`).join(' ');
-          c.setConf({ archive_command: `cp %p ${walDir}/%f && env ${vars} '${WALTS_BIN}' wal-push %p` });
+          c.setConf({ archive_command: `cp %p ${walDir}/%f && env ${vars} '${WALTS}' wal-push %p` });
           await c.psql('select pg_reload_conf()');
           try {
-            return await timed(WALTS_BIN, ['backup-push', c.dataDir, '--fast'], { ...env, ...c.pgEnv() });
+            return await timed(WALTS, ['backup-push', c.dataDir, '--fast'], { ...env, ...c.pgEnv() });
           } finally {
             c.setConf({ archive_command: `cp %p ${walDir}/%f` });
             await c.psql('select pg_reload_conf()');
           }
         },
-        restore: (dest) => timed(WALTS_BIN, ['backup-fetch', dest, 'LATEST'], env),
+        restore: (dest) => timed(WALTS, ['backup-fetch', dest, 'LATEST'], env),
       });
     }
 
@@ -366,6 +376,8 @@ async function main(): Promise<number> {
           const id = `r${round}-${Date.now()}`;
           await m.prepare(id);
           await m.resetLocal?.();
+          const last = (row: Row) => results.get(m.label)!.get(row)!.at(-1)!.toFixed(3);
+          if (!backupOnly) {
           // wal-push x16, as the archiver: oldest .ready first, one process each, rename to .done.
           await fakePgdata(pushDir, fixture);
           let total = 0;
@@ -389,8 +401,8 @@ async function main(): Promise<number> {
           await m.resetLocal?.();
           await fakePgdata(fetchDir, []);
           record(m, 'fetch1', must(m, 'wal-fetch (one)', await m.fetch(fetchDir, single)));
-          const last = (row: Row) => results.get(m.label)!.get(row)!.at(-1)!.toFixed(3);
           out(`    ${m.label.padEnd(32)} push16 ${last('push16')} push1 ${last('push1')} fetch16 ${last('fetch16')} fetch1 ${last('fetch1')}`);
+          } else out(`    ${m.label.padEnd(32)}`);
           if (m.backup && m.restore) {
             record(m, 'backup', must(m, 'backup', await m.backup()));
             const dest = join(work, `restore-${m.tool}`);

@@ -29,7 +29,8 @@ export interface DecodeOptions {
   readonly unauthenticatedStream?: boolean;
   /**
    * Run the decoders and the plain SHA-256 in a worker thread (large objects: backup volumes), so
-   * decoding the next bytes overlaps with what the sink does with these. No `head` then.
+   * decoding the next bytes overlaps with what the sink does with these. No `head` then. Only for
+   * chains without OpenPGP (see below); others decode here.
    */
   readonly offload?: boolean;
 }
@@ -70,7 +71,10 @@ export async function decodeObject(
   if (obj.body.errored) note('body')(obj.body.errored); // it failed before we were listening
   obj.body.on('error', note('body'));
   obj.body.once('end', () => (bodyEnded = true));
-  const offloaded = options.offload && canOffload(deps.codecs) ? new WorkerStage({ kind: 'decode', spec: deps.codecs.spec!, codecs: [...codecs], unauthenticatedStream: options.unauthenticatedStream === true }) : undefined;
+  // Not with OpenPGP: decrypting ahead of the consumer would let its end-of-stream check (a
+  // CryptoError) overtake the consumer's own checks of damaged bytes, changing how damage is told.
+  const offload = options.offload === true && !codecs.includes('pgp') && canOffload(deps.codecs);
+  const offloaded = offload ? new WorkerStage({ kind: 'decode', spec: deps.codecs.spec!, codecs: [...codecs], unauthenticatedStream: options.unauthenticatedStream === true }) : undefined;
   const decoders = offloaded ? [offloaded] : [...deps.codecs.decoders([...codecs], options.unauthenticatedStream ? { unauthenticatedStream: true } : undefined), plain];
   for (const d of decoders) d.on('error', note('decoder'));
   let consumer: PlainSink;

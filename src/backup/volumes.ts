@@ -218,10 +218,14 @@ export class VolumeWriter {
     const signal = this.#signal;
     const tar = packTar(volume.inputs());
     const source = onBytes ? counted(tar, onBytes) : tar;
-    const encoded: Promise<Encoded> = encodeTo(codecs, source, (out) => storage.put(volume.key, Readable.from(out), { signal }), signal, { offload: true });
+    let upload: Promise<void> | undefined;
+    const encoded: Promise<Encoded> = encodeTo(codecs, source, (out) => (upload = storage.put(volume.key, Readable.from(out), { signal })), signal, { offload: true });
     volume.done = encoded.then(
       ({ plain, storedBytes }) => ({ key: volume.key, stored_size: storedBytes, size: plain.size, sha256: plain.sha256 }),
-      (err: unknown) => {
+      async (err: unknown) => {
+        // The pipeline can give up before the store has: wait for the put to end, so that its
+        // clean-up (a temp file, a multipart upload's abort) has run before anyone moves on.
+        await upload?.catch(() => undefined);
         // The first failure is the one reported; it stops every other volume and the producer.
         if (!this.#failure) {
           this.#failure = { error: err };
