@@ -175,7 +175,7 @@ export class VolumeWriter {
         await Promise.race(this.#inFlight).catch(() => undefined);
         this.#throwIfFailed();
       }
-      this.#current = this.#open();
+      this.#current = this.#open(entry);
     }
     this.#current.push(entry);
   }
@@ -210,7 +210,7 @@ export class VolumeWriter {
     this.#signal.throwIfAborted();
   }
 
-  #open(): Volume {
+  #open(first: VolumeEntry): Volume {
     const index = this.#volumes.length + 1;
     const volume = new Volume(index, this.options.keyFor(index), this.#volumes.map((v) => v.read));
     this.#volumes.push(volume);
@@ -219,7 +219,11 @@ export class VolumeWriter {
     const tar = packTar(volume.inputs());
     const source = onBytes ? counted(tar, onBytes) : tar;
     let upload: Promise<void> | undefined;
-    const encoded: Promise<Encoded> = encodeTo(codecs, source, (out) => (upload = storage.put(volume.key, Readable.from(out), { signal })), signal, { offload: true });
+    const encoded: Promise<Encoded> = encodeTo(codecs, source, (out) => (upload = storage.put(volume.key, Readable.from(out), { signal })), signal, {
+      // The codec chain runs in a worker thread, except for a volume of in-memory entries
+      // (backup_label, tablespace_map): a few hundred bytes, less than a worker's start-up.
+      offload: first.data === undefined,
+    });
     volume.done = encoded.then(
       ({ plain, storedBytes }) => ({ key: volume.key, stored_size: storedBytes, size: plain.size, sha256: plain.sha256 }),
       async (err: unknown) => {

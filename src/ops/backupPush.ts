@@ -109,13 +109,26 @@ export async function backupPush(deps: Deps, args: BackupPushArgs): Promise<Back
     await writer.settle();
 
     const stop = await stopBackup(session, { waitForArchive: false });
-    const now = Math.floor(Date.now() / 1000);
-    await writer.add({ path: 'backup_label', type: 'file', data: stop.backupLabel, mode: 0o600, mtime: now });
-    if (stop.tablespaceMap) await writer.add({ path: 'tablespace_map', type: 'file', data: stop.tablespaceMap, mode: 0o600, mtime: now });
-    const volumes = await writer.settle();
-    const manifest = await uploadManifest(deps, name, writer, start, stop);
-
-    await waitForWal(deps, session, stop.label.startWalFile, stop.stopWalFile, start.walSegmentSize, args);
+    // The last WAL segment is archived while the last volume and the manifest are uploaded; the
+    // sentinel still waits for both.
+    const walStop = new AbortController();
+    const walSignal = args.signal ? AbortSignal.any([args.signal, walStop.signal]) : walStop.signal;
+    const walArchived = waitForWal(deps, session, stop.label.startWalFile, stop.stopWalFile, start.walSegmentSize, { ...args, signal: walSignal });
+    walArchived.catch(() => undefined); // awaited below
+    let volumes: StoredPart[];
+    let manifest: StoredPart;
+    try {
+      const now = Math.floor(Date.now() / 1000);
+      await writer.add({ path: 'backup_label', type: 'file', data: stop.backupLabel, mode: 0o600, mtime: now });
+      if (stop.tablespaceMap) await writer.add({ path: 'tablespace_map', type: 'file', data: stop.tablespaceMap, mode: 0o600, mtime: now });
+      volumes = await writer.settle();
+      manifest = await uploadManifest(deps, name, writer, start, stop);
+    } catch (err) {
+      walStop.abort(err);
+      await walArchived.catch(() => undefined);
+      throw err;
+    }
+    await walArchived;
 
     const files = writer.entries.filter((e) => e.type === 'file');
     const sentinel: BackupSentinel = {
@@ -230,6 +243,7 @@ async function waitForWal(deps: Deps, session: PgSession, first: string, last: s
   const deadline = Date.now() + args.archiveTimeoutMs;
   let seg = parseSegmentName(first, segmentSize);
   const end = parseSegmentName(last, segmentSize);
+  let polls = 0;
   while (seg.segNo <= end.segNo) {
     const walName = segmentName(seg, segmentSize);
     const parsed = parseWalFileName(walName);
@@ -243,6 +257,9 @@ async function waitForWal(deps: Deps, session: PgSession, first: string, last: s
       const detail = status ? ` (pg_stat_archiver: ${describeArchiverStatus(status)})` : '';
       throw new UnavailableError(`WAL file ${walName}, needed by this backup, did not reach the store within ${Math.round(args.archiveTimeoutMs / 1000)} s; is archive_command = 'walts wal-push %p' working?${detail}`, { transient: false });
     }
-    await sleep(500);
+    args.signal?.throwIfAborted();
+    // pg_backup_stop has just switched segments: the archiver is usually seconds away, so look
+    // again soon at first (50 ms, doubling to 500 ms) rather than every 500 ms.
+    await sleep(Math.min(500, 50 * 2 ** polls++));
   }
 }
