@@ -3,6 +3,7 @@
  * thread and sends the result back, with the plain SHA-256 and sizes at the end. Encoding goes
  * through the one encode path (`encodeTo`); decoding runs the same decoders `decodeObject` would.
  */
+import { Readable } from 'node:stream';
 import { parentPort, workerData } from 'node:worker_threads';
 import { makeCodecs } from '../codec/make';
 import { DigestStream, pipeStages } from '../util/streams';
@@ -55,6 +56,11 @@ async function* input(): AsyncGenerator<Buffer, void, undefined> {
   }
 }
 
+/** The input as a byte stream reading ahead by at most 1 MiB (not the 16 chunks of an object stream). */
+function bounded(source: AsyncIterable<Buffer>): Readable {
+  return Readable.from(source, { objectMode: false, highWaterMark: 1 << 20 });
+}
+
 async function output(source: AsyncIterable<Buffer>): Promise<void> {
   for await (const chunk of source) {
     while (outstanding >= WINDOW) await new Promise<void>((resolve) => (wakeOutput = resolve));
@@ -67,12 +73,12 @@ async function output(source: AsyncIterable<Buffer>): Promise<void> {
 async function run(): Promise<JobResult> {
   const codecs = makeCodecs(job.spec);
   if (job.kind === 'encode') {
-    const { plain, storedBytes } = await encodeTo(codecs, input(), output);
+    const { plain, storedBytes } = await encodeTo(codecs, bounded(input()), output);
     return { plainBytes: plain.size, sha256: plain.sha256, storedBytes };
   }
   const plain = new DigestStream();
   const decoders = codecs.decoders(job.codecs, job.unauthenticatedStream ? { unauthenticatedStream: true } : undefined);
-  await pipeStages([input(), ...decoders, plain, output]);
+  await pipeStages([bounded(input()), ...decoders, plain, output]);
   return { plainBytes: plain.bytes, sha256: plain.digest(), storedBytes: 0 };
 }
 

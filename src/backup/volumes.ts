@@ -217,7 +217,8 @@ export class VolumeWriter {
     const { storage, codecs, onBytes } = this.options;
     const signal = this.#signal;
     const tar = packTar(volume.inputs());
-    const source = onBytes ? counted(tar, onBytes) : tar;
+    // Read ahead by at most 1 MiB (a stream made from a generator would hold 16 chunks otherwise).
+    const source = Readable.from(onBytes ? counted(tar, onBytes) : tar, { objectMode: false, highWaterMark: 1 << 20 });
     let upload: Promise<void> | undefined;
     const encoded: Promise<Encoded> = encodeTo(codecs, source, (out) => (upload = storage.put(volume.key, Readable.from(out), { signal })), signal, {
       // The codec chain runs in a worker thread, except for a volume of in-memory entries

@@ -28,6 +28,14 @@ import { connect, type PgConnectOptions, type PgSession } from '../postgres/clie
 import { nextSegment, parseLsn, parseSegmentName, parseWalFileName, segmentName } from '../postgres/walName';
 import { Readable } from 'node:stream';
 
+/**
+ * Volumes in flight at most, whatever WALTS_CONCURRENCY says: each holds a worker thread, its
+ * batches and its upload's parts (about 30 MiB RSS measured), and on a scale-20 cluster split into
+ * 64 MiB volumes 3-4 in flight went past the 256 MiB budget (255-259 MiB) without being faster than
+ * 2 on two cores (docs/performance.md).
+ */
+export const MAX_VOLUMES_IN_FLIGHT = 2;
+
 export interface BackupPushArgs {
   readonly pgdata: string;
   readonly fast: boolean;
@@ -42,7 +50,7 @@ export interface BackupPushArgs {
   readonly sleep?: (ms: number) => Promise<void>;
   /** WALTS_BACKUP_SIGNING_KEY: sign the sentinel (docs/security.md). */
   readonly signingKeyPath?: string;
-  /** Volumes read, encoded and uploaded at once (WALTS_CONCURRENCY; default 1). */
+  /** Volumes read, encoded and uploaded at once (WALTS_CONCURRENCY, at most MAX_VOLUMES_IN_FLIGHT; default 1). */
   readonly concurrency?: number;
 }
 
@@ -82,7 +90,7 @@ export async function backupPush(deps: Deps, args: BackupPushArgs): Promise<Back
       codecs,
       keyFor: (i) => backupKeys.volume(name, i, codecs.writeSuffix),
       volumeSize: args.volumeSize,
-      concurrency: args.concurrency,
+      concurrency: Math.min(args.concurrency ?? 1, MAX_VOLUMES_IN_FLIGHT),
       signal: args.signal,
       onBytes: (n) => args.onProgress?.((done += n), total),
     });
