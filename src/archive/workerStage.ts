@@ -37,7 +37,7 @@ export interface SerializedError {
 
 /** Batches in flight per direction, and the size a batch is made up to. */
 export const WINDOW = 2;
-const BATCH = { encode: 4 << 20, decode: 1 << 20 } as const;
+const BATCH = { encode: 1 << 20, decode: 1 << 20 } as const;
 
 const WORKER_FILE = join(__dirname, 'codecWorker.js');
 /** Compiled code only (dist/): under ts-node/ts-jest there is no worker file and the work stays here. */
