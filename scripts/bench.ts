@@ -192,37 +192,41 @@ async function main(): Promise<number> {
     const pgp = o.noPgp ? undefined : await makeKeys(work);
 
     // walts: LZ4, its own prefix per round; without encryption (the ratio column) and, unless
-    // --no-pgp, with OpenPGP (a key pair made for the run) beside it.
-    for (const keyEnv of pgp ? [undefined, pgp] : [undefined]) {
+    // --no-pgp, with OpenPGP (a key pair made for the run) beside it. --baseline BIN: another walts
+    // build (e.g. main's) in the same rounds, for a before/after under the same machine load.
+    const variants: Array<{ keyEnv?: Record<string, string>; bin: string; label: string; prefix: string }> = [{ bin: WALTS_BIN, label: 'walts', prefix: 'walts' }];
+    if (pgp) variants.push({ keyEnv: pgp, bin: WALTS_BIN, label: 'walts + OpenPGP', prefix: 'walts-pgp' });
+    if (o.baseline) variants.push({ bin: o.baseline, label: 'walts baseline', prefix: 'walts-baseline' });
+    for (const { keyEnv, bin: WALTS, label, prefix } of variants) {
       let env: Record<string, string> = {};
       modes.push({
         tool: 'walts',
-        label: keyEnv ? 'walts + OpenPGP' : 'walts',
+        label,
         short: '',
         async prepare(round) {
-          env = waltsEnv(`walts${keyEnv ? '-pgp' : ''}-${round}`, keyEnv);
-          await ok(WALTS_BIN, ['init'], env);
+          env = waltsEnv(`${prefix}-${round}`, keyEnv);
+          await ok(WALTS, ['init'], env);
         },
         // Look-ahead and prefetch state (WALTS_SPOOL_DIR unset: beside the WAL, in pg_wal).
         async resetLocal(pgdata) {
           await fsp.rm(join(pgdata, 'pg_wal', 'walts_spool'), { recursive: true, force: true });
         },
-        push: (pgdata, n) => timed(WALTS_BIN, ['wal-push', `pg_wal/${n}`], env, pgdata),
-        fetch: (pgdata, n) => timed(WALTS_BIN, ['wal-fetch', n, `pg_wal/${n}`], env, pgdata),
+        push: (pgdata, n) => timed(WALTS, ['wal-push', `pg_wal/${n}`], env, pgdata),
+        fetch: (pgdata, n) => timed(WALTS, ['wal-fetch', n, `pg_wal/${n}`], env, pgdata),
         // walts backup-push waits until the backup's WAL is in its store (the peers were told not to
         // check, or wait for the cp archive): for this one, the cluster archives into walts as well.
         async backup() {
           const vars = Object.entries(env).map(([k, v]) => `${k}='${v}'`).join(' ');
-          c.setConf({ archive_command: `cp %p ${walDir}/%f && env ${vars} '${WALTS_BIN}' wal-push %p` });
+          c.setConf({ archive_command: `cp %p ${walDir}/%f && env ${vars} '${WALTS}' wal-push %p` });
           await c.psql('select pg_reload_conf()');
           try {
-            return await timed(WALTS_BIN, ['backup-push', c.dataDir, '--fast'], { ...env, ...c.pgEnv() });
+            return await timed(WALTS, ['backup-push', c.dataDir, '--fast'], { ...env, ...c.pgEnv() });
           } finally {
             c.setConf({ archive_command: `cp %p ${walDir}/%f` });
             await c.psql('select pg_reload_conf()');
           }
         },
-        restore: (dest) => timed(WALTS_BIN, ['backup-fetch', dest, 'LATEST'], env),
+        restore: (dest) => timed(WALTS, ['backup-fetch', dest, 'LATEST'], env),
       });
     }
 

@@ -3,15 +3,16 @@
  * that chooses implementations; everything below takes what it needs as arguments.
  */
 import { hostname } from 'node:os';
-import { CodecSet, lz4Codec } from './codec/chain';
-import type { Codec } from './codec/codec';
-import { loadPrivateKeys, loadPublicKeys, pgpCodec } from './codec/pgp';
+import type { CodecSet } from './codec/chain';
+import { makeCodecs } from './codec/make';
 import type { Config } from './config';
 import type { Logger } from './log';
 import { openStorage } from './storage/open';
 import type { Storage } from './storage/storage';
 import { RetryBudget } from './util/retryBudget';
 import { WALTS_VERSION } from './version';
+
+export { makeCodecs };
 
 export interface Deps {
   readonly storage: Storage;
@@ -24,18 +25,6 @@ export interface Deps {
   now(): Date;
 }
 
-export function makeCodecs(config: Pick<Config, 'compression' | 'pgp'>): CodecSet {
-  const { publicKeyPath, privateKeyPath, passphrase } = config.pgp;
-  const pgp = pgpCodec({
-    encryptionKeys: publicKeyPath ? memo(() => loadPublicKeys(publicKeyPath)) : undefined,
-    decryptionKeys: privateKeyPath ? memo(() => loadPrivateKeys(privateKeyPath, passphrase)) : undefined,
-  });
-  const write: Codec[] = [];
-  if (config.compression === 'lz4') write.push(lz4Codec);
-  if (publicKeyPath) write.push(pgp);
-  return new CodecSet(write, [lz4Codec, pgp]);
-}
-
 export function makeDeps(config: Config, log: Logger, retry: RetryBudget = new RetryBudget({ deadlineMs: config.store.retryDeadlineMs, window: 'outage' })): Deps {
   return {
     storage: openStorage(config.store, log, retry),
@@ -46,9 +35,4 @@ export function makeDeps(config: Config, log: Logger, retry: RetryBudget = new R
     version: WALTS_VERSION,
     now: () => new Date(),
   };
-}
-
-function memo<T>(fn: () => Promise<T>): () => Promise<T> {
-  let p: Promise<T> | undefined;
-  return () => (p ??= fn());
 }

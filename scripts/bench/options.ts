@@ -32,15 +32,17 @@ export interface BenchOptions {
   replaySegments: number;
   /** Also measure barman-cloud in the lag row (slow: it falls far behind). */
   lagBarman: boolean;
+  /** Another walts build's bin/walts, measured in the same rounds (its figures are listed per round). */
+  baseline?: string;
 }
 
 const USAGE =
   'usage: bench [--rounds N] [--scale N] [--out FILE] [--no-install] [--no-pgp] [--only ROWS] [--peer-path PATH] ' +
-  '[--load-seconds N] [--replay-segments N] [--lag-barman]';
+  '[--load-seconds N] [--replay-segments N] [--lag-barman] [--baseline BIN]';
 
 export function parseOptions(argv: readonly string[], env: Readonly<Record<string, string | undefined>> = process.env): BenchOptions {
   const flags = new Set(['--no-install', '--no-pgp', '--lag-barman']);
-  const valued = new Set(['--rounds', '--scale', '--out', '--only', '--peer-path', '--load-seconds', '--replay-segments']);
+  const valued = new Set(['--rounds', '--scale', '--out', '--only', '--peer-path', '--load-seconds', '--replay-segments', '--baseline']);
   const values = new Map<string, string>();
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -69,6 +71,7 @@ export function parseOptions(argv: readonly string[], env: Readonly<Record<strin
     loadSeconds: whole('load-seconds', 60),
     replaySegments: whole('replay-segments', 32),
     lagBarman: values.has('--lag-barman'),
+    baseline: values.get('--baseline'),
   };
 }
 

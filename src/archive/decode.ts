@@ -17,8 +17,9 @@ import type { Writable } from 'node:stream';
 import type { Deps } from '../deps';
 import { CryptoError, IntegrityError, UnavailableError, WaltsError } from '../errors';
 import type { StoredObject } from '../storage/storage';
-import { DigestStream, pipeStages } from '../util/streams';
+import { CountingStream, DigestStream, pipeStages } from '../util/streams';
 import { completeFacts } from './objectMeta';
+import { canOffload, WorkerStage } from './workerStage';
 
 export interface DecodeOptions {
   readonly signal?: AbortSignal;
@@ -26,6 +27,12 @@ export interface DecodeOptions {
   readonly headBytes?: number;
   /** Let decryption stream before its integrity check ends (volumes: verified whole afterwards). */
   readonly unauthenticatedStream?: boolean;
+  /**
+   * Run the decoders and the plain SHA-256 in a worker thread (large objects: backup volumes), so
+   * decoding the next bytes overlaps with what the sink does with these. No `head` then. Only for
+   * chains without OpenPGP (see below); others decode here.
+   */
+  readonly offload?: boolean;
 }
 
 export interface Decoded {
@@ -54,7 +61,7 @@ export async function decodeObject(
   sink: PlainSink,
   options: DecodeOptions = {},
 ): Promise<Decoded> {
-  const stored = new DigestStream();
+  const stored = new CountingStream(); // its size is checked; the plain digest is the one that counts
   const plain = new DigestStream(options.headBytes ?? 0);
   // Where the failure began: a pipeline destroys every stage with the first error, so each stage
   // reports it; the first report names the stage it came from.
@@ -64,7 +71,11 @@ export async function decodeObject(
   if (obj.body.errored) note('body')(obj.body.errored); // it failed before we were listening
   obj.body.on('error', note('body'));
   obj.body.once('end', () => (bodyEnded = true));
-  const decoders = deps.codecs.decoders([...codecs], options.unauthenticatedStream ? { unauthenticatedStream: true } : undefined);
+  // Not with OpenPGP: decrypting ahead of the consumer would let its end-of-stream check (a
+  // CryptoError) overtake the consumer's own checks of damaged bytes, changing how damage is told.
+  const offload = options.offload === true && !codecs.includes('pgp') && canOffload(deps.codecs);
+  const offloaded = offload ? new WorkerStage({ kind: 'decode', spec: deps.codecs.spec!, codecs: [...codecs], unauthenticatedStream: options.unauthenticatedStream === true }) : undefined;
+  const decoders = offloaded ? [offloaded] : [...deps.codecs.decoders([...codecs], options.unauthenticatedStream ? { unauthenticatedStream: true } : undefined), plain];
   for (const d of decoders) d.on('error', note('decoder'));
   let consumer: PlainSink;
   if (typeof sink === 'function') {
@@ -74,7 +85,7 @@ export async function decodeObject(
     consumer = sink;
   }
   try {
-    await pipeStages([obj.body, stored, ...decoders, plain, consumer], options.signal);
+    await pipeStages([obj.body, stored, ...decoders, consumer], options.signal);
   } catch (err) {
     throw classifyDecodeError(err, { key: obj.key, announced: obj.size, read: stored.bytes, bodyEnded, origin: origin?.where, cause: origin?.err ?? err, aborted: options.signal?.aborted === true });
   }
@@ -83,6 +94,7 @@ export async function decodeObject(
     if (stored.bytes < obj.size) throw brokenRead(obj.key, stored.bytes, obj.size);
     throw new IntegrityError(`${obj.key}: read ${stored.bytes} bytes, the store announced ${obj.size}`);
   }
+  if (offloaded) return { storedBytes: stored.bytes, plainBytes: offloaded.result!.plainBytes, sha256: offloaded.result!.sha256, head: Buffer.alloc(0) };
   return { storedBytes: stored.bytes, plainBytes: plain.bytes, sha256: plain.digest(), head: plain.head() };
 }
 

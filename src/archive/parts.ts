@@ -10,7 +10,7 @@ import { decodeObject } from './decode';
  * stored size and the plain SHA-256 recorded in the sentinel: a truncated or altered object fails.
  * Failures are classified by `decodeObject` (a full disk under `consume` is not "damaged").
  */
-export async function readPart(deps: Deps, part: StoredPart, signal: AbortSignal | undefined, consume: (plain: AsyncIterable<Buffer>) => Promise<void>): Promise<void> {
+export async function readPart(deps: Deps, part: StoredPart, signal: AbortSignal | undefined, consume: (plain: AsyncIterable<Buffer>) => Promise<void>, options: { offload?: boolean } = {}): Promise<void> {
   const obj = await deps.storage.get(part.key, { signal }).catch((err: unknown) => {
     // The sentinel says this part exists: its absence is damage to the backup, not "no such backup".
     if (err instanceof NotFoundError) throw new IntegrityError(`${part.key} is missing from the store: the backup is damaged`, { cause: err });
@@ -19,7 +19,7 @@ export async function readPart(deps: Deps, part: StoredPart, signal: AbortSignal
   const codecs = splitCodecSuffix(part.key.slice(part.key.lastIndexOf('/') + 1)).codecs;
   // Volumes stream through decryption: every file is checked against the manifest, the whole volume
   // against the sentinel, and pg_control only goes in place after all of that passed.
-  const decoded = await decodeObject(deps, obj, codecs, consume, { signal, unauthenticatedStream: true });
+  const decoded = await decodeObject(deps, obj, codecs, consume, { signal, unauthenticatedStream: true, offload: options.offload });
   if (decoded.storedBytes !== part.stored_size || decoded.plainBytes !== part.size || decoded.sha256 !== part.sha256) {
     throw new IntegrityError(`${part.key}: stored object does not match the backup's record (size or SHA-256 differs): the backup is damaged`);
   }

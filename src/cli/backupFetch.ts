@@ -20,7 +20,7 @@ interface Args {
   recovery: boolean;
   'archive-mode': string;
   tablespace?: string[];
-  parallel: number;
+  parallel?: number;
 }
 
 export const backupFetchCommand: CommandModule<object, Args> = {
@@ -40,7 +40,7 @@ export const backupFetchCommand: CommandModule<object, Args> = {
       .option('recovery', { type: 'boolean', default: true, describe: 'write recovery.signal and restore_command (--no-recovery: the files only)', group: 'Point-in-time recovery:' })
       .option('archive-mode', { type: 'string', choices: ['off', 'preserve'], default: 'off', describe: "off: write archive_mode = off, so the copy never archives into its origin's archive; preserve: keep the backup's setting" })
       .option('tablespace', { type: 'string', array: true, describe: 'where a tablespace goes: OID_OR_NAME=DIR, one per tablespace (its recorded path restores it in place)' })
-      .option('parallel', { type: 'number', default: 2, describe: 'volumes downloaded at once' })
+      .option('parallel', { type: 'number', describe: 'volumes downloaded and decoded at once (default: WALTS_CONCURRENCY)' })
       .example('walts backup-fetch /var/lib/postgresql/15/main LATEST', 'restore the newest backup, set up to recover to the end of the archive')
       .example("walts backup-fetch /srv/pg/restore LATEST --target-time '2026-11-21 22:30:01+00'", 'the newest backup that finished before that time, set up to recover to it')
       .example('walts backup-fetch /srv/pg/restore base_000000010000000000000004_00000028 --tablespace fast=/mnt/fast', 'a given backup, one tablespace moved')
@@ -80,7 +80,7 @@ DEST. After a failure once writing began, DEST has no global/pg_control and cann
         restoreCommand: argv.recovery ? (argv['restore-command'] ?? defaultRestoreCommand(config, argv as unknown as Record<string, unknown>)) : undefined,
         archiveMode: argv['archive-mode'] === 'preserve' ? 'preserve' : 'off',
         verifyKeyPath: config.signing.verifyKeyPath,
-        parallel: Math.max(1, Math.floor(argv.parallel)),
+        parallel: Math.max(1, Math.floor(argv.parallel ?? config.concurrency)),
         signal,
       });
       if (process.stdout.isTTY) {

@@ -54,6 +54,7 @@ or on SIGINT/SIGTERM the server leaves backup mode and no backup is listed.`,
           signal,
           onProgress: progress?.update,
           signingKeyPath: config.signing.keyPath,
+          concurrency: config.concurrency,
         });
         progress?.end();
         if (process.stdout.isTTY) process.stdout.write(`backup ${b.name} complete: ${b.file_count} files, ${formatBytes(b.data_size)} stored as ${formatBytes(b.stored_size)}\n`);

@@ -2,6 +2,7 @@ import type { Duplex } from 'node:stream';
 import { IntegrityError } from '../errors';
 import type { Codec, DecodeOptions } from './codec';
 import { lz4Codec } from './lz4';
+import type { CodecSpec } from './make';
 
 /**
  * The codecs walts knows, by key suffix, and the chain it writes with today. Reading never depends
@@ -15,6 +16,8 @@ export class CodecSet {
     readonly writeChain: readonly Codec[],
     /** Every codec available for reading (for `pgp`: with or without private keys). */
     readable: readonly Codec[],
+    /** The settings it was made from (`makeCodecs`), so a worker thread can make the same set. */
+    readonly spec?: CodecSpec,
   ) {
     this.#byName = new Map([...readable, ...writeChain].map((c) => [c.name, c]));
   }

@@ -97,7 +97,8 @@ export async function backupFetch(deps: Deps, args: BackupFetchArgs): Promise<Ba
   const signal = args.signal ? AbortSignal.any([args.signal, stop.signal]) : stop.signal;
   await mapLimit(backup.volumes, args.parallel, async (part, i) => {
     try {
-      await readPart(deps, part, signal, (plain) => extractor.extractVolume(i + 1, plain));
+      // Each volume decodes in a worker thread while this one parses, hashes and writes its files.
+      await readPart(deps, part, signal, (plain) => extractor.extractVolume(i + 1, plain), { offload: true });
     } catch (err) {
       stop.abort();
       throw err;

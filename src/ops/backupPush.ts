@@ -20,13 +20,21 @@ import type { StoredPart, TablespaceInfo, BackupSentinel } from '../backup/senti
 import { SENTINEL_FORMAT } from '../backup/sentinel';
 import { loadSigningKey, signSentinel } from '../backup/signature';
 import { manifestLines, VolumeWriter } from '../backup/volumes';
-import { walkDataDirectory } from '../backup/walk';
+import { PG_CONTROL, walkDataDirectory } from '../backup/walk';
 import type { Deps } from '../deps';
 import { IntegrityError, UnavailableError, UsageError } from '../errors';
 import { abortBackup, describeArchiverStatus, startBackup, stopBackup, walArchiverStatus } from '../postgres/backupApi';
 import { connect, type PgConnectOptions, type PgSession } from '../postgres/client';
 import { nextSegment, parseLsn, parseSegmentName, parseWalFileName, segmentName } from '../postgres/walName';
 import { Readable } from 'node:stream';
+
+/**
+ * Volumes in flight at most, whatever WALTS_CONCURRENCY says: each holds a worker thread, its
+ * batches and its upload's parts (about 30 MiB RSS measured), and on a scale-20 cluster split into
+ * 64 MiB volumes 3-4 in flight went past the 256 MiB budget (255-259 MiB) without being faster than
+ * 2 on two cores (docs/performance.md).
+ */
+export const MAX_VOLUMES_IN_FLIGHT = 2;
 
 export interface BackupPushArgs {
   readonly pgdata: string;
@@ -42,6 +50,8 @@ export interface BackupPushArgs {
   readonly sleep?: (ms: number) => Promise<void>;
   /** WALTS_BACKUP_SIGNING_KEY: sign the sentinel (docs/security.md). */
   readonly signingKeyPath?: string;
+  /** Volumes read, encoded and uploaded at once (WALTS_CONCURRENCY, at most MAX_VOLUMES_IN_FLIGHT; default 1). */
+  readonly concurrency?: number;
 }
 
 export async function backupPush(deps: Deps, args: BackupPushArgs): Promise<BackupSentinel> {
@@ -80,6 +90,7 @@ export async function backupPush(deps: Deps, args: BackupPushArgs): Promise<Back
       codecs,
       keyFor: (i) => backupKeys.volume(name, i, codecs.writeSuffix),
       volumeSize: args.volumeSize,
+      concurrency: Math.min(args.concurrency ?? 1, MAX_VOLUMES_IN_FLIGHT),
       signal: args.signal,
       onBytes: (n) => args.onProgress?.((done += n), total),
     });
@@ -90,19 +101,42 @@ export async function backupPush(deps: Deps, args: BackupPushArgs): Promise<Back
       onSkip: (path, why) => log.warn({ path }, `left out of the backup: ${path} is ${why}`),
     })) {
       args.signal?.throwIfAborted();
-      if (entry.type === 'file') await writer.addFile(entry.path, entry.source, entry);
-      else await writer.addEntry({ path: entry.path, type: entry.type, mode: entry.mode, mtime: entry.mtime, linkname: entry.linkTarget });
+      await writer.add({
+        path: entry.path,
+        type: entry.type,
+        mode: entry.mode,
+        mtime: entry.mtime,
+        size: entry.size,
+        source: entry.type === 'file' ? entry.source : undefined,
+        linkname: entry.linkTarget,
+        // global/pg_control is read after every other file, whichever volume holds them.
+        last: entry.path === PG_CONTROL,
+      });
     }
-    await writer.finishVolume();
+    // Every file is copied (and its volume stored) before the backup ends on the server.
+    await writer.settle();
 
     const stop = await stopBackup(session, { waitForArchive: false });
-    const now = Math.floor(Date.now() / 1000);
-    await writer.addBuffer('backup_label', stop.backupLabel, 0o600, now);
-    if (stop.tablespaceMap) await writer.addBuffer('tablespace_map', stop.tablespaceMap, 0o600, now);
-    await writer.finishVolume();
-    const manifest = await uploadManifest(deps, name, writer, start, stop);
-
-    await waitForWal(deps, session, stop.label.startWalFile, stop.stopWalFile, start.walSegmentSize, args);
+    // The last WAL segment is archived while the last volume and the manifest are uploaded; the
+    // sentinel still waits for both.
+    const walStop = new AbortController();
+    const walSignal = args.signal ? AbortSignal.any([args.signal, walStop.signal]) : walStop.signal;
+    const walArchived = waitForWal(deps, session, stop.label.startWalFile, stop.stopWalFile, start.walSegmentSize, { ...args, signal: walSignal });
+    walArchived.catch(() => undefined); // awaited below
+    let volumes: StoredPart[];
+    let manifest: StoredPart;
+    try {
+      const now = Math.floor(Date.now() / 1000);
+      await writer.add({ path: 'backup_label', type: 'file', data: stop.backupLabel, mode: 0o600, mtime: now });
+      if (stop.tablespaceMap) await writer.add({ path: 'tablespace_map', type: 'file', data: stop.tablespaceMap, mode: 0o600, mtime: now });
+      volumes = await writer.settle();
+      manifest = await uploadManifest(deps, name, writer, start, stop);
+    } catch (err) {
+      walStop.abort(err);
+      await walArchived.catch(() => undefined);
+      throw err;
+    }
+    await walArchived;
 
     const files = writer.entries.filter((e) => e.type === 'file');
     const sentinel: BackupSentinel = {
@@ -127,9 +161,9 @@ export async function backupPush(deps: Deps, args: BackupPushArgs): Promise<Back
       data_directory: pgdata,
       file_count: files.length,
       data_size: files.reduce((n, e) => n + e.size, 0),
-      stored_size: writer.volumes.reduce((n, v) => n + v.stored_size, 0) + manifest.stored_size,
+      stored_size: volumes.reduce((n, v) => n + v.stored_size, 0) + manifest.stored_size,
       codecs: codecs.writeChain.map((c) => c.name),
-      volumes: writer.volumes,
+      volumes,
       manifest,
       tablespaces,
       backup_label: stop.backupLabel.toString('utf8'),
@@ -141,7 +175,7 @@ export async function backupPush(deps: Deps, args: BackupPushArgs): Promise<Back
     await storage.put(backupKeys.sentinel(name), sentinelBytes, { signal: args.signal });
     return sentinel;
   } catch (err) {
-    writer?.abort(err as Error);
+    await writer?.abort(err as Error);
     await abortBackup(session).catch(() => undefined);
     throw err;
   } finally {
@@ -217,6 +251,7 @@ async function waitForWal(deps: Deps, session: PgSession, first: string, last: s
   const deadline = Date.now() + args.archiveTimeoutMs;
   let seg = parseSegmentName(first, segmentSize);
   const end = parseSegmentName(last, segmentSize);
+  let polls = 0;
   while (seg.segNo <= end.segNo) {
     const walName = segmentName(seg, segmentSize);
     const parsed = parseWalFileName(walName);
@@ -230,6 +265,9 @@ async function waitForWal(deps: Deps, session: PgSession, first: string, last: s
       const detail = status ? ` (pg_stat_archiver: ${describeArchiverStatus(status)})` : '';
       throw new UnavailableError(`WAL file ${walName}, needed by this backup, did not reach the store within ${Math.round(args.archiveTimeoutMs / 1000)} s; is archive_command = 'walts wal-push %p' working?${detail}`, { transient: false });
     }
-    await sleep(500);
+    args.signal?.throwIfAborted();
+    // pg_backup_stop has just switched segments: the archiver is usually seconds away, so look
+    // again soon at first (50 ms, doubling to 500 ms) rather than every 500 ms.
+    await sleep(Math.min(500, 50 * 2 ** polls++));
   }
 }

@@ -62,7 +62,7 @@ export class FsStorage implements Storage {
     const objTmp = tempName(path);
     const metaTmp = options.metadata ? tempName(path + META_SUFFIX) : undefined;
     try {
-      const written = await this.writeTemp(key, dir, objTmp, body, options.signal, owner);
+      const written = await this.writeTemp(key, dir, objTmp, body, options.signal, owner, metaTmp !== undefined);
       if (metaTmp) {
         const side = { ...options.metadata, [BIND.size]: String(written.size), [BIND.sha256]: written.sha256, [BIND.ino]: String(written.ino) };
         await this.io(`write ${key}`, () => writeDurably(metaTmp, Buffer.from(JSON.stringify(side)), options.signal, owner));
@@ -308,14 +308,14 @@ export class FsStorage implements Storage {
    * directory between the mkdir and the create of the temp file; then the directory is made again
    * (once the temp file exists, the directory is not empty and stays).
    */
-  private async writeTemp(key: string, dir: string, tmp: string, body: Buffer | Readable, signal: AbortSignal | undefined, owner: Owner | undefined): Promise<Written> {
+  private async writeTemp(key: string, dir: string, tmp: string, body: Buffer | Readable, signal: AbortSignal | undefined, owner: Owner | undefined, digest: boolean): Promise<Written> {
     for (let attempt = 1; ; attempt++) {
       let step = `create directory for ${key}`;
       try {
         await this.mkdirs(dir, owner);
         await this.hooks.afterMkdir?.(key);
         step = `write ${key}`;
-        return await writeDurably(tmp, body, signal, owner);
+        return await writeDurably(tmp, body, signal, owner, digest);
       } catch (err) {
         // A stream body is consumed only once the file is open, so ENOENT (from mkdir -p or the
         // open) is always retryable; a directory that keeps vanishing is a real problem after a few tries.
@@ -393,14 +393,18 @@ interface Written {
   readonly ino: number;
 }
 
-async function writeDurably(path: string, body: Buffer | Readable, signal?: AbortSignal, owner?: Owner): Promise<Written> {
+/**
+ * Writes and fsyncs a new file. With `digest`, also the SHA-256 of what was written (the side file's
+ * binding needs it); objects without metadata (backup volumes) skip that pass over their bytes.
+ */
+async function writeDurably(path: string, body: Buffer | Readable, signal?: AbortSignal, owner?: Owner, digest = false): Promise<Written> {
   const handle = await fsp.open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
-  const hash = createHash('sha256');
+  const hash = digest ? createHash('sha256') : undefined;
   let size = 0;
   try {
     if (owner) await handle.chown(owner.uid, owner.gid);
     if (Buffer.isBuffer(body)) {
-      hash.update(body);
+      hash?.update(body);
       size = body.length;
       await handle.writeFile(body, { signal });
     } else {
@@ -408,14 +412,14 @@ async function writeDurably(path: string, body: Buffer | Readable, signal?: Abor
       // that makes close() wait forever.
       for await (const chunk of body) {
         signal?.throwIfAborted();
-        hash.update(chunk as Buffer);
+        hash?.update(chunk as Buffer);
         size += (chunk as Buffer).length;
         await handle.write(chunk as Buffer);
       }
     }
     await handle.sync();
     const ino = (await handle.stat()).ino;
-    return { size, sha256: hash.digest('hex'), ino };
+    return { size, sha256: hash?.digest('hex') ?? '', ino };
   } finally {
     await handle.close();
   }

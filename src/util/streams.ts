@@ -45,6 +45,18 @@ export class DigestStream extends Transform {
 
 
 /**
+ * A pass-through that only counts bytes: for the stored side of a codec chain, whose size is
+ * recorded but whose digest nobody reads (the plain SHA-256 is what every read checks).
+ */
+export class CountingStream extends Transform {
+  bytes = 0;
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    this.bytes += chunk.length;
+    done(null, chunk);
+  }
+}
+
+/**
  * `stream.pipeline` over a list of stages built at run time (the codec chain varies), with an
  * optional abort signal. The last stage may be an async function consuming the stream.
  */
