@@ -12,6 +12,7 @@ import { deleteCommand } from './cli/delete';
 import { initCommand } from './cli/init';
 import { verifyCommand } from './cli/verify';
 import { walFetchCommand } from './cli/walFetch';
+import { walPrefetchCommand } from './cli/walPrefetch';
 import { walPushCommand } from './cli/walPush';
 import { ENVIRONMENT_HELP, GLOBAL_OPTIONS } from './cli/options';
 import { runtime } from './cli/run';
@@ -50,6 +51,7 @@ export async function main(args: readonly string[]): Promise<MainResult> {
       .command(initCommand)
       .command(walPushCommand)
       .command(walFetchCommand)
+      .command(walPrefetchCommand)
       .command(backupPushCommand)
       .command(backupListCommand)
       .command(backupShowCommand)

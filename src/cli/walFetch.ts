@@ -1,6 +1,10 @@
 import type { CommandModule } from 'yargs';
-import { NotFoundError, UsageError } from '../errors';
-import { walFetch } from '../ops/walFetch';
+import { SETTINGS, type Config } from '../config';
+import { describeError, NotFoundError, UsageError } from '../errors';
+import type { Logger } from '../log';
+import { fetchSpoolDir, isSegmentFileName } from '../ops/fetchSpool';
+import { startPrefetcher, type StartOutcome } from '../ops/prefetchStart';
+import { walFetch, type WalFetchResult } from '../ops/walFetch';
 import { parseWalFileName } from '../postgres/walName';
 import { runCommand } from './run';
 
@@ -30,9 +34,12 @@ export const walFetchCommand: CommandModule<object, { name: string; dest: string
 Nothing is ever left at <dest> unless the exit status is 0.`,
       ) as never,
   handler: (argv) =>
-    runCommand('wal-fetch', argv, async ({ deps, signal }) => {
-      const r = await walFetch(deps, { name: argv.name, dest: argv.dest, cwd: process.cwd(), signal });
-      return { wal: r.name, key: r.key, bytes_in: r.storedBytes, bytes_out: r.plainBytes, digest_verified: r.digestVerified };
+    runCommand('wal-fetch', argv, async ({ config, deps, log, signal }) => {
+      const identity = { store: config.store.url, endpoint: config.store.s3.endpoint };
+      const spool = config.prefetch > 0 ? { dir: (dest: string) => fetchSpoolDir(config.spoolDir, dest), identity } : undefined;
+      const r = await walFetch(deps, { name: argv.name, dest: argv.dest, cwd: process.cwd(), signal, spool });
+      const prefetch = spool && isSegmentFileName(r.name) ? await prefetchAfter(r, config, argv, log) : undefined;
+      return { wal: r.name, key: r.key, source: r.source, bytes_in: r.storedBytes, bytes_out: r.plainBytes, digest_verified: r.digestVerified, prefetch };
     }, {
       retryWindow: 'command',
       preflight: () => {
@@ -42,3 +49,33 @@ Nothing is ever left at <dest> unless the exit status is 0.`,
       isExpected: (err) => err instanceof NotFoundError,
     }),
 };
+
+/** Starts the prefetcher after a served segment; never fails the fetch (the file is in place). */
+async function prefetchAfter(r: WalFetchResult, config: Config, argv: Record<string, unknown>, log: Logger): Promise<StartOutcome | 'failed'> {
+  try {
+    return await startPrefetcher({
+      dir: fetchSpoolDir(config.spoolDir, r.dest),
+      after: r.name,
+      segmentSize: r.plainBytes,
+      dest: r.dest,
+      depth: config.prefetch,
+      fromSpool: r.source === 'spool',
+      env: childEnv(argv),
+      cwd: process.cwd(),
+    });
+  } catch (err) {
+    log.debug({ err: describeError(err) }, 'could not start the prefetcher');
+    return 'failed';
+  }
+}
+
+/** The environment with this call's command-line settings as variables (a flag wins over both). */
+function childEnv(argv: Record<string, unknown>): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  for (const [name, flag] of Object.entries(SETTINGS)) {
+    const v = flag ? argv[flag] : undefined;
+    if (v !== undefined && v !== null) env[name] = String(v);
+  }
+  if (typeof argv['config'] === 'string') env['WALTS_CONFIG'] = argv['config'];
+  return env;
+}
