@@ -257,6 +257,8 @@ async function main(): Promise<number> {
           }
         },
         restore: (dest) => timed(WALTS_BIN, ['backup-fetch', dest, 'LATEST'], env),
+        // The prefetch spool (pg_wal/walts_spool): its prefetcher stopped (SIGTERM), then removed.
+        resetLocal: async () => { const spool = join(work, 'fetch-pgdata', 'pg_wal', 'walts_spool'); const pid = Number((await fsp.readFile(join(spool, 'fetch', 'prefetch.lock'), 'utf8').catch(() => '')).split('\n')[0]); if (pid > 0) try { process.kill(pid, 'SIGTERM'); } catch { /* gone */ } await fsp.rm(spool, { recursive: true, force: true, maxRetries: 5 }); },
       });
     }
 

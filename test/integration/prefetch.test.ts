@@ -318,8 +318,9 @@ describe.each<StoreKind>(['file', 's3'])('prefetch during recovery (%s store)', 
     const held = segs[2]!;
     proxy!.inject({ kind: 'stall-response', bytes: 64 * 1024, method: 'GET', pathIncludes: held });
     expect((await fetch(s, segs[1]!)).code).toBe(0);
-    // The held download has written part of its temp file; the others complete around it.
-    await waitUntil('a partial temp file', () => existsSync(s.spool) && readdirSync(s.spool).some((f) => f.startsWith(`.${held}.walts-`) && statSync(join(s.spool, f)).size > 0));
+    // The held download is under way (its temp file exists: the answer's head and first bytes came);
+    // the others complete around it.
+    await waitUntil('the held download', () => existsSync(s.spool) && readdirSync(s.spool).some((f) => f.startsWith(`.${held}.walts-`)));
     await waitUntil('the rest of the window', () => existsSync(join(s.spool, `${segs[6]!}.rec`)));
     const pid = lockPid(s.spool)!;
     expect(alive(pid)).toBe(true);
