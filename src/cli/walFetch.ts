@@ -1,9 +1,10 @@
+import { resolve } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { SETTINGS, type Config } from '../config';
 import { describeError, NotFoundError, UsageError } from '../errors';
 import type { Logger } from '../log';
 import { fetchSpoolDir, isSegmentFileName } from '../ops/fetchSpool';
-import { startPrefetcher, type StartOutcome } from '../ops/prefetchStart';
+import { endIs, noteEnd, segmentSizeOf, startPrefetcher, type StartOutcome } from '../ops/prefetchStart';
 import { walFetch, type WalFetchResult } from '../ops/walFetch';
 import { parseWalFileName } from '../postgres/walName';
 import { runCommand } from './run';
@@ -36,10 +37,32 @@ Nothing is ever left at <dest> unless the exit status is 0.`,
   handler: (argv) =>
     runCommand('wal-fetch', argv, async ({ config, deps, log, signal }) => {
       const identity = { store: config.store.url, endpoint: config.store.s3.endpoint };
-      const spool = config.prefetch > 0 ? { dir: (dest: string) => fetchSpoolDir(config.spoolDir, dest), identity } : undefined;
-      const r = await walFetch(deps, { name: argv.name, dest: argv.dest, cwd: process.cwd(), signal, spool });
-      const prefetch = spool && isSegmentFileName(r.name) ? await prefetchAfter(r, config, argv, log) : undefined;
-      return { wal: r.name, key: r.key, source: r.source, bytes_in: r.storedBytes, bytes_out: r.plainBytes, digest_verified: r.digestVerified, prefetch };
+      const cwd = process.cwd();
+      const dest = resolve(cwd, argv.dest);
+      const dir = fetchSpoolDir(config.spoolDir, dest);
+      const segment = config.prefetch > 0 && isSegmentFileName(argv.name);
+      // Not in the spool: the prefetcher is started at once, so that its start-up (a second Node)
+      // overlaps this download instead of following it. Not for a name the store just said it does
+      // not have (a standby polling at the end of the archive starts nothing per poll).
+      let early: { outcome: StartOutcome | 'failed'; pid?: number } | undefined;
+      const beforeStore = async () => {
+        const segmentSize = await segmentSizeOf(cwd);
+        if (segmentSize === undefined || (await endIs(dir, argv.name))) return;
+        early = await prefetch(config, argv, log, { dir, after: argv.name, segmentSize, dest, fromSpool: false });
+      };
+      const spool = config.prefetch > 0 ? { dir: () => dir, identity, beforeStore } : undefined;
+      let r: WalFetchResult;
+      try {
+        r = await walFetch(deps, { name: argv.name, dest: argv.dest, cwd, signal, spool });
+      } catch (err) {
+        if (segment && err instanceof NotFoundError) {
+          if (early?.pid !== undefined) stopQuietly(early.pid);
+          await noteEnd(dir, argv.name);
+        }
+        throw err;
+      }
+      const after = segment ? (early ?? (await prefetch(config, argv, log, { dir, after: r.name, segmentSize: r.plainBytes, dest, fromSpool: r.source === 'spool' }))) : undefined;
+      return { wal: r.name, key: r.key, source: r.source, bytes_in: r.storedBytes, bytes_out: r.plainBytes, digest_verified: r.digestVerified, prefetch: after?.outcome };
     }, {
       retryWindow: 'command',
       preflight: () => {
@@ -50,22 +73,27 @@ Nothing is ever left at <dest> unless the exit status is 0.`,
     }),
 };
 
-/** Starts the prefetcher after a served segment; never fails the fetch (the file is in place). */
-async function prefetchAfter(r: WalFetchResult, config: Config, argv: Record<string, unknown>, log: Logger): Promise<StartOutcome | 'failed'> {
+/** Starts the prefetcher (fetchSpool.ts rules); never fails the fetch. */
+async function prefetch(
+  config: Config,
+  argv: Record<string, unknown>,
+  log: Logger,
+  at: { dir: string; after: string; segmentSize: number; dest: string; fromSpool: boolean },
+): Promise<{ outcome: StartOutcome | 'failed'; pid?: number }> {
   try {
-    return await startPrefetcher({
-      dir: fetchSpoolDir(config.spoolDir, r.dest),
-      after: r.name,
-      segmentSize: r.plainBytes,
-      dest: r.dest,
-      depth: config.prefetch,
-      fromSpool: r.source === 'spool',
-      env: childEnv(argv),
-      cwd: process.cwd(),
-    });
+    return await startPrefetcher({ ...at, depth: config.prefetch, env: childEnv(argv), cwd: process.cwd() });
   } catch (err) {
     log.debug({ err: describeError(err) }, 'could not start the prefetcher');
-    return 'failed';
+    return { outcome: 'failed' };
+  }
+}
+
+/** The early prefetcher of a name the store does not have has nothing to do. */
+function stopQuietly(pid: number): void {
+  try {
+    process.kill(pid, 'SIGTERM');
+  } catch {
+    // already gone
   }
 }
 

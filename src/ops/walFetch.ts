@@ -41,7 +41,12 @@ export interface WalFetchArgs {
   readonly cwd: string;
   readonly signal?: AbortSignal;
   /** Prefetch on: where the spool is and which store its records must name. */
-  readonly spool?: { readonly dir: (dest: string) => string; readonly identity: SpoolIdentity };
+  readonly spool?: {
+    readonly dir: (dest: string) => string;
+    readonly identity: SpoolIdentity;
+    /** Called when a segment is not in the spool, just before the store is asked for it. */
+    readonly beforeStore?: () => Promise<void>;
+  };
 }
 
 export interface WalFetchResult {
@@ -70,6 +75,7 @@ export async function walFetch(deps: Deps, args: WalFetchArgs): Promise<WalFetch
     if (args.spool && name.kind === 'segment') {
       const served = await serveFromSpool(deps, name, dest, args.spool.dir(dest), args.spool.identity);
       if (served) return served;
+      await args.spool.beforeStore?.();
     }
     return await fetchWalFile(deps, name, dest, { signal: args.signal });
   } finally {

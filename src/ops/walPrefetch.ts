@@ -63,7 +63,6 @@ export async function walPrefetch(deps: Deps, args: PrefetchArgs): Promise<Prefe
   // A lock taken for us by bin/walts names no window yet: the next call waits only for listed names.
   await handOverLock(args.dir, pid, window);
   try {
-    await fsp.rm(join(args.dir, END_FILE), { force: true });
     const missing = await sweep(deps, args.dir, window, args.identity);
     const fetched: string[] = [];
     const stop: { end?: string; error?: string } = {};
@@ -85,7 +84,9 @@ export async function walPrefetch(deps: Deps, args: PrefetchArgs): Promise<Prefe
       }
     };
     await Promise.all(Array.from({ length: Math.max(1, Math.min(args.concurrency, missing.length)) }, worker));
+    // `end` is rewritten only with what this run learnt: a new end, or none within the whole window.
     if (stop.end !== undefined) await fsp.writeFile(join(args.dir, END_FILE), `${stop.end}\n`).catch(() => undefined);
+    else if (stop.error === undefined && !args.signal?.aborted && fetched.length === missing.length) await fsp.rm(join(args.dir, END_FILE), { force: true });
     return { fetched, alreadyThere: window.length - missing.length, ...stop };
   } finally {
     await releaseLock(args.dir, pid);
