@@ -3,7 +3,7 @@ import type { CommandModule } from 'yargs';
 import { SETTINGS, type Config } from '../config';
 import { describeError, NotFoundError, UsageError } from '../errors';
 import type { Logger } from '../log';
-import { fetchSpoolDir, isSegmentFileName } from '../ops/fetchSpool';
+import { fetchSpoolDir, isSegmentFileName, releaseLock } from '../ops/fetchSpool';
 import { endIs, noteEnd, segmentSizeOf, startPrefetcher, type StartOutcome } from '../ops/prefetchStart';
 import { walFetch, type WalFetchResult } from '../ops/walFetch';
 import { parseWalFileName } from '../postgres/walName';
@@ -56,7 +56,7 @@ Nothing is ever left at <dest> unless the exit status is 0.`,
         r = await walFetch(deps, { name: argv.name, dest: argv.dest, cwd, signal, spool });
       } catch (err) {
         if (segment && err instanceof NotFoundError) {
-          if (early?.pid !== undefined) stopQuietly(early.pid);
+          if (early?.pid !== undefined) await stopQuietly(dir, early.pid);
           await noteEnd(dir, argv.name);
         }
         throw err;
@@ -88,13 +88,14 @@ async function prefetch(
   }
 }
 
-/** The early prefetcher of a name the store does not have has nothing to do. */
-function stopQuietly(pid: number): void {
+/** The early prefetcher of a name the store does not have has nothing to do: stopped, lock freed. */
+async function stopQuietly(dir: string, pid: number): Promise<void> {
   try {
     process.kill(pid, 'SIGTERM');
   } catch {
     // already gone
   }
+  await releaseLock(dir, pid);
 }
 
 /** The environment with this call's command-line settings as variables (a flag wins over both). */
