@@ -38,8 +38,8 @@ const arg = (name: string, dflt: string) => {
 };
 
 async function main(): Promise<void> {
-  const scale = Number(arg('scale', '5'));
-  const want = Number(arg('segments', '48'));
+  const scale = Number(arg('scale', '12'));
+  const want = Number(arg('segments', '20'));
   const variant = arg('variant', '');
   const reg = trackClusters();
   const s3 = await startS3rver('replay');
@@ -59,10 +59,11 @@ async function main(): Promise<void> {
     const vars = Object.entries(env).map(([k, v]) => `${k}='${v}'`).join(' ');
     const src = await reg.createCluster({ name: 'src', conf: { archive_mode: 'on', archive_command: `cp %p ${walDir}/%f && env ${vars} '${WALTS_BIN}' wal-push %p`, max_wal_size: '1GB' } });
     await src.start();
-    await src.pgbench(['-i', '-s', String(scale), '-q']);
+    // The base copy first: the WAL to replay is pgbench's initialisation and load after it.
     const base = await reg.basebackup(src, { name: 'base' });
     const first = await src.psql('select pg_walfile_name(pg_current_wal_lsn())');
-    let last = first;
+    await src.pgbench(['-i', '-s', String(scale), '-q']);
+    let last = await src.switchWalAndWaitArchived(600_000);
     while (parseInt(last.slice(16), 16) - parseInt(first.slice(16), 16) < want) {
       await src.pgbench(['-n', '-c', '2', '-j', '2', '-t', '2000']);
       last = await src.switchWalAndWaitArchived(600_000);
