@@ -49,6 +49,7 @@ Nothing is ever left at <dest> unless the exit status is 0.`,
         const segmentSize = await segmentSizeOf(cwd);
         if (segmentSize === undefined || (await endIs(dir, argv.name))) return;
         early = await prefetch(config, argv, log, { dir, after: argv.name, segmentSize, dest, fromSpool: false });
+        if (early.outcome === 'started') log.debug({ pid: early.pid, spool: dir }, 'started the prefetcher before the download');
       };
       const spool = config.prefetch > 0 ? { dir: () => dir, identity, beforeStore } : undefined;
       let r: WalFetchResult;

@@ -317,11 +317,16 @@ describe.each<StoreKind>(['file', 's3'])('prefetch during recovery (%s store)', 
     // Without the remembered end (a first poll), one early prefetcher may start and is stopped;
     // the answer is remembered, and the polls after it start nothing.
     rmSync(join(s.spool, 'end'));
-    expect((await fetch(s, end)).code).toBe(1);
+    const debug = { WALTS_LOG_LEVEL: 'debug' };
+    r = await fetch(s, end, debug);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('started the prefetcher before the download');
     expect(readFileSync(join(s.spool, 'end'), 'utf8').trim()).toBe(end);
     await prefetcherDone(s.spool);
     for (let i = 0; i < 2; i++) {
-      expect((await fetch(s, end)).code).toBe(1);
+      r = await fetch(s, end, debug);
+      expect(r.code).toBe(1);
+      expect(r.stderr).not.toContain('started the prefetcher');
       expect(existsSync(join(s.spool, 'prefetch.lock'))).toBe(false);
     }
     expect(starts()).toBeLessThanOrEqual(before + 1);
@@ -334,7 +339,7 @@ describe.each<StoreKind>(['file', 's3'])('prefetch during recovery (%s store)', 
     expect((await fetch(s, segs[1]!)).code).toBe(0);
     // The held download is under way (its temp file exists: the answer's head and first bytes came);
     // the others complete around it.
-    await waitUntil('the held download', () => existsSync(s.spool) && readdirSync(s.spool).some((f) => f.startsWith(`.${held}.walts-`)));
+    await waitUntil('the held download', () => existsSync(s.spool) && readdirSync(s.spool).some((f) => f.startsWith(`.${held}.walts-`) || f === held));
     await waitUntil('the rest of the window', () => existsSync(join(s.spool, `${segs[6]!}.rec`)));
     const pid = lockPid(s.spool)!;
     expect(alive(pid)).toBe(true);
