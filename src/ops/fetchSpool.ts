@@ -3,7 +3,7 @@
  * segments PostgreSQL is expected to ask for next, and where wal-fetch (bin/walts without Node, or
  * walFetch.ts) takes them from.
  *
- * Safety rules (docs/operations.md, "The spool"; bin/walts repeats them):
+ * Safety rules (docs/operations.md, "The prefetch spool"; bin/walts repeats them):
  * - a spool file is only a cache: deleting the spool (or any file in it) is always safe;
  * - never serve a partial, unverified, stale (other store) or other-timeline file: a file is served
  *   only under its exact name, only with a record written after it was verified and renamed into
