@@ -4,21 +4,10 @@
  * files, multipart uploads); the caller then re-raises the signal, because PostgreSQL must see the
  * process die by that signal, never a made-up exit code (reliability.md rule 13).
  */
-import yargs from 'yargs';
-import { backupFetchCommand } from './cli/backupFetch';
-import { backupListCommand, backupShowCommand } from './cli/backupList';
-import { backupPushCommand } from './cli/backupPush';
-import { deleteCommand } from './cli/delete';
-import { initCommand } from './cli/init';
-import { verifyCommand } from './cli/verify';
-import { walFetchCommand } from './cli/walFetch';
-import { walPrefetchCommand } from './cli/walPrefetch';
-import { walPushCommand } from './cli/walPush';
-import { ENVIRONMENT_HELP, GLOBAL_OPTIONS } from './cli/options';
 import { runtime } from './cli/run';
-import { describeError, UsageError } from './errors';
+import { perSegmentCall } from './cli/perSegment';
+import { describeError } from './errors';
 import { EXIT, exitCodeFor } from './exitCodes';
-import { WALTS_VERSION } from './version';
 
 export interface MainResult {
   readonly exitCode: number;
@@ -26,7 +15,12 @@ export interface MainResult {
   readonly signal?: NodeJS.Signals;
 }
 
-export async function main(args: readonly string[]): Promise<MainResult> {
+export interface MainOptions {
+  /** Always use the full yargs parser (tests compare it with the per-segment fast dispatch). */
+  readonly fullParser?: boolean;
+}
+
+export async function main(args: readonly string[], options: MainOptions = {}): Promise<MainResult> {
   const controller = new AbortController();
   let received: NodeJS.Signals | undefined;
   const onSignal = (sig: NodeJS.Signals) => {
@@ -44,36 +38,16 @@ export async function main(args: readonly string[]): Promise<MainResult> {
 
   let command = '';
   try {
-    const parser = yargs([...args])
-      .scriptName('walts')
-      .usage('walts <command> [options]\n\nPostgreSQL WAL archiving, base backups and point-in-time restore to S3 or a directory:\nLZ4-compressed, OpenPGP-encrypted, streamed.\n\nStart with walts init: it creates the archive at WALTS_STORE, which every other command requires.')
-      .options(GLOBAL_OPTIONS)
-      .command(initCommand)
-      .command(walPushCommand)
-      .command(walFetchCommand)
-      .command(walPrefetchCommand)
-      .command(backupPushCommand)
-      .command(backupListCommand)
-      .command(backupShowCommand)
-      .command(backupFetchCommand)
-      .command(deleteCommand)
-      .command(verifyCommand)
-      .middleware((argv) => {
-        command = String(argv._[0] ?? '');
-      }, true)
-      .demandCommand(1, 'name a command')
-      .recommendCommands()
-      .strict()
-      .epilogue(ENVIRONMENT_HELP)
-      .help()
-      .alias('h', 'help')
-      .version(WALTS_VERSION)
-      .wrap(Math.min(110, process.stdout.columns || 100))
-      .exitProcess(false)
-      .fail((msg, err) => {
-        throw err ?? new UsageError(`${msg}${command ? ` (see walts ${command} --help)` : ' (see walts --help)'}`);
-      });
-    await parser.parseAsync();
+    // PostgreSQL's per-WAL-file calls skip building the full parser (cli/perSegment.ts).
+    const direct = options.fullParser ? undefined : perSegmentCall(args);
+    if (direct) {
+      command = direct.command;
+      await direct.run();
+    } else {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const { parseAndRun } = require('./cli/parser') as typeof import('./cli/parser');
+      await parseAndRun(args, (name) => (command = name));
+    }
     return { exitCode: received ? EXIT.failure : EXIT.ok, signal: received };
   } catch (err) {
     if (received) return { exitCode: EXIT.failure, signal: received };

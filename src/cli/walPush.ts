@@ -1,7 +1,7 @@
 import type { CommandModule } from 'yargs';
 import { basename } from 'node:path';
 import { UsageError } from '../errors';
-import { walPush } from '../ops/walPush';
+import { archivedAhead, lookaheadOptions, walPushWithLookahead } from '../ops/walPushLookahead';
 import { parseWalFileName } from '../postgres/walName';
 import { runCommand } from './run';
 
@@ -15,7 +15,8 @@ export const walPushCommand: CommandModule<object, { path: string }> = {
       .example('walts wal-push pg_wal/000000010000000000000003', 'by hand, from PGDATA')
       .epilogue(
         `Exit status:
-  0  archived and acknowledged by the store (or identical content was already there)
+  0  archived and acknowledged by the store (or identical content was already there), or pushed
+     ahead by an earlier call's look-ahead, proven by its record (WALTS_PUSH_LOOKAHEAD)
   2  bad name or configuration (nothing uploaded), including: no archive at WALTS_STORE (run
      walts init), or an encrypted archive and WALTS_PGP_PUBLIC_KEY not set
   3  refused: different content already archived under that name, a segment of another
@@ -24,11 +25,21 @@ export const walPushCommand: CommandModule<object, { path: string }> = {
      keeps the file and retries; walts never creates a store directory)`,
       ) as never,
   handler: (argv) =>
-    runCommand('wal-push', argv, async ({ deps, signal }) => {
-      const r = await walPush(deps, { path: argv.path, cwd: process.cwd(), signal });
-      return { wal: r.name, key: r.key, outcome: r.outcome, bytes_in: r.plainBytes, bytes_out: r.storedBytes, ...(r.replaced.length ? { replaced: r.replaced } : {}) };
+    runCommand('wal-push', argv, async ({ config, deps, signal }) => {
+      const r = await walPushWithLookahead(deps, { path: argv.path, cwd: process.cwd(), signal }, lookaheadOptions(config));
+      return {
+        wal: r.name,
+        key: r.key,
+        outcome: r.outcome,
+        bytes_in: r.plainBytes,
+        bytes_out: r.storedBytes,
+        ...(r.replaced.length ? { replaced: r.replaced } : {}),
+        ...(r.lookahead ? { lookahead: r.lookahead } : {}),
+      };
     }, {
       retryWindow: 'command',
+      // Pushed ahead by an earlier call, proven by its record (bin/walts usually answers these first).
+      shortcut: (config) => (archivedAhead(argv.path, process.cwd(), lookaheadOptions(config)) ? { wal: basename(argv.path), outcome: 'archived-ahead' } : undefined),
       preflight: () => {
         if (!parseWalFileName(basename(argv.path))) throw new UsageError(`${JSON.stringify(argv.path)} is not a WAL file name; refusing to archive it`);
       },

@@ -9,11 +9,14 @@
  * never creates an archive, see archive/archive.ts); judge objects without usable metadata by their
  * content; decide; where the store cannot enforce create-if-absent, decide again right before
  * uploading; upload with create-if-absent; where the store cannot enforce it, read back and verify.
+ *
+ * `pushFile` is the one push path: the file PostgreSQL asked for and the files a look-ahead pushes
+ * with it (ops/walPushLookahead.ts) alike, within a `PushSession` that opens the archive once.
  */
 import { promises as fsp } from 'node:fs';
 import { basename, resolve } from 'node:path';
-import { checkWriteEncryption, openArchive } from '../archive/archive';
-import { checkSameCluster, conditionalCreateTrusted, ensureClusterRecord } from '../archive/cluster';
+import { checkWriteEncryption, openArchive, type OpenArchive } from '../archive/archive';
+import { checkSameCluster, conditionalCreateTrusted, ensureClusterRecord, type ClusterRecord } from '../archive/cluster';
 import { walKey } from '../archive/layout';
 import { completeFacts, META, objectMetadata, type PlainFacts } from '../archive/objectMeta';
 import { findWalVariants, sameFacts, type WalVariant } from '../archive/walObjects';
@@ -24,6 +27,7 @@ import { LONG_HEADER_SIZE, parseWalSegmentHeader, type WalSegmentHeader } from '
 import { isValidSegmentSize, parseSegmentName, parseWalFileName, segmentStartLsn, type WalFileName } from '../postgres/walName';
 import { encodeTo } from '../archive/encode';
 import { spool, type Spooled } from '../util/spool';
+import { identityOf, type FileIdentity } from './pushRecord';
 
 /** History and backup-history files are a few lines of text. */
 const MAX_TEXT_FILE = 1 << 20;
@@ -44,11 +48,81 @@ export interface WalPushResult {
   readonly storedBytes: number;
   /** Incomplete objects (truncated or without walts metadata) that this push replaced. */
   readonly replaced: readonly string[];
+  /** The plain SHA-256 of what the store now holds under `key`. */
+  readonly sha256: string;
+  /** The file as it was opened, before any byte was read (look-ahead binds its record to it). */
+  readonly source: { readonly identity: FileIdentity; readonly firstStatMs: number };
 }
 
+/** Pushes one file: the command as PostgreSQL's archive_command calls it. */
 export async function walPush(deps: Deps, args: WalPushArgs): Promise<WalPushResult> {
-  const { storage, codecs, log } = deps;
-  const signal = args.signal;
+  const session = new PushSession(deps, args.signal);
+  try {
+    return await pushFile(deps, session, { path: args.path, cwd: args.cwd, primary: true }, args.signal);
+  } finally {
+    session.primaryFinished();
+  }
+}
+
+/**
+ * What the files pushed by one call share: the archive, opened once (and checked once for
+ * encryption), and the cluster that owns the store. Only the call's own file (the primary) may
+ * make a store without a cluster record belong to its cluster; look-ahead files wait for that and
+ * are checked against it like every file.
+ */
+export class PushSession {
+  readonly archive: Promise<OpenArchive>;
+  readonly #claim: Promise<ClusterRecord>;
+  #resolveClaim!: (claim: Promise<ClusterRecord>) => void;
+  #claimSettled = false;
+
+  constructor(deps: Deps, signal?: AbortSignal) {
+    this.archive = openArchive(deps.storage, signal).then((archive) => {
+      checkWriteEncryption(archive, deps.codecs.writeChain.some((c) => c.name === 'pgp'), deps.storage);
+      return archive;
+    });
+    this.archive.catch(() => undefined); // awaited (and reported) by each file
+    this.#claim = new Promise((resolve) => (this.#resolveClaim = resolve));
+    this.#claim.catch(() => undefined);
+  }
+
+  async owner(deps: Deps, archive: OpenArchive, header: WalSegmentHeader, what: string, primary: boolean): Promise<ClusterRecord> {
+    let owner = archive.cluster;
+    if (!owner && primary) {
+      const claim = ensureClusterRecord(deps.storage, undefined, header, deps);
+      this.#settleClaim(() => claim);
+      owner = await claim;
+    } else if (!owner) {
+      owner = await this.#claim;
+    }
+    checkSameCluster(owner, header, what);
+    return owner;
+  }
+
+  /** The primary file is done (or failed before claiming): nobody waits for a claim any longer. */
+  primaryFinished(): void {
+    this.#settleClaim(() => Promise.reject(new UnavailableError('the store has no cluster record and the call\'s own file did not create one', { transient: false })));
+  }
+
+  #settleClaim(claim: () => Promise<ClusterRecord>): void {
+    if (this.#claimSettled) return;
+    this.#claimSettled = true;
+    const p = claim();
+    p.catch(() => undefined);
+    this.#resolveClaim(p);
+  }
+}
+
+export interface PushFileArgs {
+  readonly path: string;
+  readonly cwd: string;
+  /** The file PostgreSQL asked for (true), or a look-ahead file (false). */
+  readonly primary: boolean;
+}
+
+/** Pushes one file within a session. The one push path: the primary and look-ahead files alike. */
+export async function pushFile(deps: Deps, session: PushSession, args: PushFileArgs, signal?: AbortSignal): Promise<WalPushResult> {
+  const { storage, log } = deps;
   const name = parseWalFileName(basename(args.path));
   if (!name) {
     throw new UsageError(`${JSON.stringify(args.path)} is not a WAL file name (24 upper-case hex digits, optionally .partial; TTTTTTTT.history; or a .backup file)`);
@@ -59,33 +133,42 @@ export async function walPush(deps: Deps, args: WalPushArgs): Promise<WalPushRes
   });
   let encoded: Spooled | undefined;
   try {
-    const fileSize = (await handle.stat()).size;
+    // The clock is read before the stat: see ops/pushRecord.ts for why the order matters.
+    const firstStatMs = deps.now().getTime();
+    const identity = identityOf(await handle.stat({ bigint: true }));
+    const source = { identity, firstStatMs };
+    const fileSize = Number(identity.size);
     const header = await validateSource(handle, name, fileSize);
 
     // Network round trips and CPU work overlap: the store is asked while the file is encoded.
     const [archiveResult, variantsResult, encodedResult] = await Promise.allSettled([
-      openArchive(storage, signal),
+      session.archive,
       findWalVariants(storage, name, signal),
       encode(deps, handle, fileSize, signal),
     ]);
     if (encodedResult.status === 'fulfilled') encoded = encodedResult.value.spooled; // cleaned up in finally
     const archive = settledValue(archiveResult);
-    checkWriteEncryption(archive, codecs.writeChain.some((c) => c.name === 'pgp'), storage);
     const variants = settledValue(variantsResult);
     const { plain, spooled } = settledValue(encodedResult);
 
-    let owner = archive.cluster;
-    if (header) {
-      owner = await ensureClusterRecord(storage, owner, header, deps);
-      checkSameCluster(owner, header, name.name);
-    }
+    const owner = header ? await session.owner(deps, archive, header, name.name, args.primary) : archive.cluster;
     const trusted = conditionalCreateTrusted(storage, archive.record, owner);
 
-    const key = walKey(name, codecs.writeSuffix);
+    const key = walKey(name, deps.codecs.writeSuffix);
+    const done = (outcome: WalPushResult['outcome'], storedBytes: number, replaced: readonly string[]): WalPushResult => ({
+      name: name.name,
+      key,
+      outcome,
+      plainBytes: plain.size,
+      storedBytes,
+      replaced,
+      sha256: plain.sha256,
+      source,
+    });
     const decision = decide(name, plain, await judgeUnvouched(deps, variants, signal));
     if (decision === 'already-archived') {
-      log.warn({ wal: name.name }, 'already archived with identical content; nothing uploaded');
-      return { name: name.name, key, outcome: 'already-archived', plainBytes: plain.size, storedBytes: 0, replaced: [] };
+      if (args.primary) log.warn({ wal: name.name }, 'already archived with identical content; nothing uploaded');
+      return done('already-archived', 0, []);
     }
     const stale = decision.replace;
     const overwrite = stale.some((v) => v.info.key === key);
@@ -99,7 +182,7 @@ export async function walPush(deps: Deps, args: WalPushArgs): Promise<WalPushRes
       const again = decide(name, plain, await judgeUnvouched(deps, await findWalVariants(storage, name, signal), signal));
       if (again === 'already-archived') {
         log.warn({ wal: name.name }, 'archived with identical content by another writer while this push ran; nothing uploaded');
-        return { name: name.name, key, outcome: 'already-archived', plainBytes: plain.size, storedBytes: 0, replaced: [] };
+        return done('already-archived', 0, []);
       }
     }
     try {
@@ -107,15 +190,13 @@ export async function walPush(deps: Deps, args: WalPushArgs): Promise<WalPushRes
     } catch (err) {
       if (!(err instanceof ObjectExistsError)) throw err;
       // Someone created the key between our listing and our upload: judge what they wrote.
-      if ((await judgeExisting(deps, key, name, plain)) === 'same') {
-        return { name: name.name, key, outcome: 'already-archived', plainBytes: plain.size, storedBytes: 0, replaced: [] };
-      }
+      if ((await judgeExisting(deps, key, name, plain)) === 'same') return done('already-archived', 0, []);
     }
     if (!trusted) await verifyOurs(deps, key, name, plain);
 
     const others = stale.filter((v) => v.info.key !== key).map((v) => v.info.key);
     if (others.length > 0) await storage.delete(others, { signal });
-    return { name: name.name, key, outcome: 'uploaded', plainBytes: plain.size, storedBytes: spooled.size, replaced: stale.map((v) => v.info.key) };
+    return done('uploaded', spooled.size, stale.map((v) => v.info.key));
   } finally {
     await handle.close();
     await encoded?.cleanup();

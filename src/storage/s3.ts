@@ -11,7 +11,6 @@ import {
   type S3ClientConfig,
   type StorageClass,
 } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { loadConfig, NODE_REGION_CONFIG_FILE_OPTIONS, NODE_REGION_CONFIG_OPTIONS } from '@smithy/core/config';
 import type { RetryStrategyV2, RetryToken } from '@smithy/types';
@@ -266,6 +265,9 @@ export class S3Storage implements Storage {
         const onAbort = (): void => abortController.abort();
         options.signal?.addEventListener('abort', onAbort, { once: true });
         try {
+          // Loaded only here: every WAL segment fits one PutObject, and lib-storage costs start-up time.
+          // eslint-disable-next-line @typescript-eslint/no-require-imports
+          const { Upload } = require('@aws-sdk/lib-storage') as typeof import('@aws-sdk/lib-storage');
           await new Upload({ client: this.partsClient(), params: { ...params, Body: body }, partSize, queueSize: QUEUE_SIZE, leavePartsOnError: false, abortController }).done();
         } finally {
           options.signal?.removeEventListener('abort', onAbort);
