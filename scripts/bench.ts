@@ -209,7 +209,10 @@ async function main(): Promise<number> {
         },
         // Look-ahead and prefetch state (WALTS_SPOOL_DIR unset: beside the WAL, in pg_wal).
         async resetLocal(pgdata) {
-          await fsp.rm(join(pgdata, 'pg_wal', 'walts_spool'), { recursive: true, force: true });
+          // A prefetcher still filling the spool from the previous row is stopped first (SIGTERM).
+          const pid = Number((await fsp.readFile(join(pgdata, 'pg_wal', 'walts_spool', 'fetch', 'prefetch.lock'), 'utf8').catch(() => '')).split('\n')[0]);
+          if (pid > 0) try { process.kill(pid, 'SIGTERM'); } catch { /* gone */ }
+          await fsp.rm(join(pgdata, 'pg_wal', 'walts_spool'), { recursive: true, force: true, maxRetries: 5 });
         },
         push: (pgdata, n) => timed(WALTS, ['wal-push', `pg_wal/${n}`], env, pgdata),
         fetch: (pgdata, n) => timed(WALTS, ['wal-fetch', n, `pg_wal/${n}`], env, pgdata),

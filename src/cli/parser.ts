@@ -11,6 +11,7 @@ import { deleteCommand } from './delete';
 import { initCommand } from './init';
 import { verifyCommand } from './verify';
 import { walFetchCommand } from './walFetch';
+import { walPrefetchCommand } from './walPrefetch';
 import { walPushCommand } from './walPush';
 import { ENVIRONMENT_HELP, GLOBAL_OPTIONS } from './options';
 import { UsageError } from '../errors';
@@ -26,6 +27,7 @@ export async function parseAndRun(args: readonly string[], onCommand: (command: 
     .command(initCommand)
     .command(walPushCommand)
     .command(walFetchCommand)
+    .command(walPrefetchCommand)
     .command(backupPushCommand)
     .command(backupListCommand)
     .command(backupShowCommand)

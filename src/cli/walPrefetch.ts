@@ -1,0 +1,48 @@
+/**
+ * `walts wal-prefetch AFTER DEST --segment-size N`: internal, not in --help. Started detached by
+ * wal-fetch (Node, or bin/walts when the spool runs low) to download the segments after AFTER into
+ * the spool; see src/ops/walPrefetch.ts. DEST (`%p`) only locates the default spool; it is never
+ * written.
+ */
+import type { CommandModule } from 'yargs';
+import { UsageError } from '../errors';
+import { fetchSpoolDir, isSegmentFileName } from '../ops/fetchSpool';
+import { walPrefetch } from '../ops/walPrefetch';
+import { isValidSegmentSize } from '../postgres/walName';
+import { resolve } from 'node:path';
+import { runCommand } from './run';
+
+export const walPrefetchCommand: CommandModule<object, { after: string; dest: string; 'segment-size': number }> = {
+  command: 'wal-prefetch <after> <dest>',
+  describe: false,
+  builder: (y) =>
+    y
+      .positional('after', { type: 'string', demandOption: true })
+      .positional('dest', { type: 'string', demandOption: true })
+      .option('segment-size', { type: 'number', demandOption: true }) as never,
+  handler: (argv) =>
+    runCommand(
+      'wal-prefetch',
+      argv,
+      async ({ config, deps, signal }) => {
+        const dir = fetchSpoolDir(config.spoolDir, resolve(process.cwd(), argv.dest));
+        const r = await walPrefetch(deps, {
+          after: argv.after,
+          segmentSize: argv['segment-size'],
+          dir,
+          depth: config.prefetch,
+          concurrency: config.concurrency,
+          identity: { store: config.store.url, endpoint: config.store.s3.endpoint },
+          signal,
+        });
+        return { after: argv.after, spool: dir, fetched: r.fetched.length, already_there: r.alreadyThere, end: r.end, error: r.error, skipped: r.skipped };
+      },
+      {
+        retryWindow: 'command',
+        preflight: () => {
+          if (!isSegmentFileName(argv.after)) throw new UsageError(`${JSON.stringify(argv.after)} is not a WAL segment name`);
+          if (!isValidSegmentSize(argv['segment-size'])) throw new UsageError(`--segment-size ${argv['segment-size']} is not a WAL segment size`);
+        },
+      },
+    ),
+};
