@@ -19,7 +19,7 @@ import { promises as fsp, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chownToPg, trackClusters, type Cluster } from '../test/helpers/pg';
 import { runOk, WALTS_BIN } from '../test/helpers/run';
-import { startS3rver } from '../test/helpers/s3server';
+import { s3rverEnv, startS3rver } from '../test/helpers/s3server';
 
 /** Running and not a zombie (nothing may reap orphans in a container). */
 function alive(pid: number): boolean {
@@ -44,16 +44,7 @@ async function main(): Promise<void> {
   const reg = trackClusters();
   const s3 = await startS3rver('replay');
   try {
-    const env = {
-      WALTS_STORE: `s3://${s3.bucket}/replay`,
-      WALTS_S3_ENDPOINT: s3.endpoint,
-      WALTS_S3_FORCE_PATH_STYLE: 'true',
-      AWS_REGION: 'us-east-1',
-      AWS_ACCESS_KEY_ID: 'S3RVER',
-      AWS_SECRET_ACCESS_KEY: 'S3RVER',
-      AWS_EC2_METADATA_DISABLED: 'true',
-      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
-    };
+    const env = { ...s3rverEnv(s3, 'replay'), AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' };
     await runOk(WALTS_BIN, ['init'], { env });
     const walDir = await reg.tempDir('wal-cp', { forPostgres: true });
     const vars = Object.entries(env).map(([k, v]) => `${k}='${v}'`).join(' ');

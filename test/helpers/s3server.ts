@@ -70,6 +70,19 @@ export async function startS3rver(bucket = 'walts-test'): Promise<S3rverHandle> 
 }
 
 /** A complete StoreConfig for an S3 store at `endpoint`, with timeouts short enough for tests. */
+/** The environment that points walts at `prefix` in this s3rver (its fixed credentials, path style). */
+export function s3rverEnv(s3: Pick<S3rverHandle, 'bucket' | 'endpoint'>, prefix: string): Record<string, string> {
+  return {
+    WALTS_STORE: `s3://${s3.bucket}/${prefix}`,
+    WALTS_S3_ENDPOINT: s3.endpoint,
+    WALTS_S3_FORCE_PATH_STYLE: 'true',
+    AWS_REGION: 'us-east-1',
+    AWS_ACCESS_KEY_ID: 'S3RVER',
+    AWS_SECRET_ACCESS_KEY: 'S3RVER',
+    AWS_EC2_METADATA_DISABLED: 'true',
+  };
+}
+
 export function s3StoreConfig(
   endpoint: string,
   bucket: string,

@@ -4,7 +4,7 @@
  */
 import type { ClusterRegistry } from './pg';
 import { runWalts } from './run';
-import { startS3rver, type S3rverHandle } from './s3server';
+import { s3rverEnv, startS3rver, type S3rverHandle } from './s3server';
 
 export type StoreKind = 'file' | 's3';
 
@@ -60,15 +60,7 @@ async function makeStore(kind: StoreKind, registry: ClusterRegistry, prefix: str
     kind,
     dir: s3.dir,
     s3,
-    env: {
-      WALTS_STORE: `s3://${s3.bucket}/${prefix}`,
-      WALTS_S3_ENDPOINT: s3.endpoint,
-      WALTS_S3_FORCE_PATH_STYLE: 'true',
-      AWS_REGION: 'us-east-1',
-      AWS_ACCESS_KEY_ID: 'S3RVER',
-      AWS_SECRET_ACCESS_KEY: 'S3RVER',
-      AWS_EC2_METADATA_DISABLED: 'true',
-    },
+    env: s3rverEnv(s3, prefix),
     stop: () => s3.stop(),
   };
 }

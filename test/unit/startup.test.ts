@@ -9,7 +9,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { perSegmentCall } from '../../src/cli/perSegment';
-import { startS3rver, type S3rverHandle } from '../helpers/s3server';
+import { s3rverEnv, startS3rver, type S3rverHandle } from '../helpers/s3server';
 import { fakeSegment } from '../helpers/wal';
 
 const root = join(__dirname, '../..');
@@ -99,16 +99,7 @@ describe('what one per-segment call loads', () => {
     writeFileSync(join(work, 'pgdata/pg_wal', seg), fakeSegment(seg));
     s3 = await startS3rver();
     fileEnv = { WALTS_STORE: `file://${join(work, 'store')}`, WALTS_LOG_LEVEL: 'warn' };
-    s3Env = {
-      WALTS_STORE: `s3://${s3.bucket}/startup`,
-      WALTS_S3_ENDPOINT: s3.endpoint,
-      WALTS_S3_FORCE_PATH_STYLE: 'true',
-      AWS_REGION: 'us-east-1',
-      AWS_ACCESS_KEY_ID: 'S3RVER',
-      AWS_SECRET_ACCESS_KEY: 'S3RVER',
-      AWS_EC2_METADATA_DISABLED: 'true',
-      WALTS_LOG_LEVEL: 'warn',
-    };
+    s3Env = { ...s3rverEnv(s3, 'startup'), WALTS_LOG_LEVEL: 'warn' };
     for (const env of [fileEnv, s3Env]) expect((await runMain(['init'], work, env)).exitCode).toBe(0);
   });
   afterAll(async () => {
