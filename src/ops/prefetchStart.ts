@@ -38,9 +38,12 @@ export async function segmentSizeOf(pgdata: string): Promise<number | undefined>
   return typeof parsed === 'object' ? parsed.segmentSize : undefined;
 }
 
-/** Notes that the store has no `name` (the end of the archive, for now): no early start for it. */
+/**
+ * Notes that the store has no `name` (the end of the archive, for now): no early start for it.
+ * Only in a spool that exists (a prefetcher ran or was started for this call): a "not found" must
+ * leave the directory of `%p` as it was, and without a spool there is no prefetcher to hold back.
+ */
 export async function noteEnd(dir: string, name: string): Promise<void> {
-  await fsp.mkdir(dir, { recursive: true, mode: 0o700 }).catch(() => undefined);
   await fsp.writeFile(join(dir, END_FILE), `${name}\n`).catch(() => undefined);
 }
 
