@@ -3,7 +3,8 @@ import type { CommandModule } from 'yargs';
 import { SETTINGS, type Config } from '../config';
 import { describeError, NotFoundError, UsageError } from '../errors';
 import type { Logger } from '../log';
-import { fetchSpoolDir, isSegmentFileName, releaseLock } from '../ops/fetchSpool';
+import { fetchSpoolDir, releaseLock } from '../ops/fetchSpool';
+import { isSegmentName } from '../ops/pushRecord';
 import { endIs, noteEnd, segmentSizeOf, startPrefetcher, type StartOutcome } from '../ops/prefetchStart';
 import { walFetch, type WalFetchResult } from '../ops/walFetch';
 import { parseWalFileName } from '../postgres/walName';
@@ -40,7 +41,7 @@ Nothing is ever left at <dest> unless the exit status is 0.`,
       const cwd = process.cwd();
       const dest = resolve(cwd, argv.dest);
       const dir = fetchSpoolDir(config.spoolDir, dest);
-      const segment = config.prefetch > 0 && isSegmentFileName(argv.name);
+      const segment = config.prefetch > 0 && isSegmentName(argv.name);
       // Not in the spool: the prefetcher is started at once, so that its start-up (a second Node)
       // overlaps this download instead of following it. Not for a name the store just said it does
       // not have (a standby polling at the end of the archive starts nothing per poll).

@@ -6,7 +6,8 @@
  */
 import type { CommandModule } from 'yargs';
 import { UsageError } from '../errors';
-import { fetchSpoolDir, isSegmentFileName } from '../ops/fetchSpool';
+import { fetchSpoolDir } from '../ops/fetchSpool';
+import { isSegmentName } from '../ops/pushRecord';
 import { walPrefetch } from '../ops/walPrefetch';
 import { isValidSegmentSize } from '../postgres/walName';
 import { resolve } from 'node:path';
@@ -40,7 +41,7 @@ export const walPrefetchCommand: CommandModule<object, { after: string; dest: st
       {
         retryWindow: 'command',
         preflight: () => {
-          if (!isSegmentFileName(argv.after)) throw new UsageError(`${JSON.stringify(argv.after)} is not a WAL segment name`);
+          if (!isSegmentName(argv.after)) throw new UsageError(`${JSON.stringify(argv.after)} is not a WAL segment name`);
           if (!isValidSegmentSize(argv['segment-size'])) throw new UsageError(`--segment-size ${argv['segment-size']} is not a WAL segment size`);
         },
       },

@@ -32,6 +32,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { constants, createReadStream, promises as fsp, type BigIntStats } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { readFileSync } from 'node:fs';
+import { formatRecord as formatStatRecord, identityOf, parseRecord, sameIdentity, sameStore, type StoreIdentity } from './pushRecord';
 import { processExists, tempName } from './walFetchTemp';
 
 export const RECORD_VERSION = 'walts-spool-1';
@@ -41,8 +42,6 @@ export const SERVED_LOG = 'served.log';
 export const PREFETCH_LOG = 'prefetch.log';
 /** Logs are cut back to nothing past this size (they are diagnostics, not history). */
 export const LOG_LIMIT = 1 << 20;
-
-const SEGMENT_RE = /^[0-9A-F]{24}$/;
 
 export interface SpoolIdentity {
   /** config.store.url: the store string as configured. */
@@ -70,38 +69,21 @@ export function processAlive(pid: number): boolean {
   }
 }
 
-export function isSegmentFileName(name: string): boolean {
-  return SEGMENT_RE.test(name);
-}
-
-/** `stat -c %.9Y` formatting of a bigint nanosecond time. */
-function statTime(ns: bigint): string {
-  const s = ns / 1_000_000_000n;
-  const frac = ns % 1_000_000_000n;
-  return `${s}.${frac.toString().padStart(9, '0')}`;
-}
-
-export function statLine(st: BigIntStats): string {
-  return `${st.dev} ${st.ino} ${st.size} ${statTime(st.mtimeNs)} ${statTime(st.ctimeNs)}`;
-}
-
+/** The record: pushRecord.ts's three lines under this spool's version word. */
 export function formatRecord(st: BigIntStats, sha256: string, id: SpoolIdentity): string {
-  return `${RECORD_VERSION} ${statLine(st)} ${sha256}\n${id.store}\n${id.endpoint ?? ''}\n`;
+  return formatStatRecord({ identity: identityOf(st), sha256, store: storeOf(id) }, RECORD_VERSION);
 }
 
-interface ParsedRecord {
-  readonly stat: string;
-  readonly size: number;
-  readonly sha256: string;
-  readonly store: string;
-  readonly endpoint: string;
+function storeOf(id: SpoolIdentity): StoreIdentity {
+  return { store: id.store, endpoint: id.endpoint ?? '' };
 }
 
-function parseRecord(text: string): ParsedRecord | undefined {
-  const lines = text.split('\n');
-  const words = (lines[0] ?? '').split(' ');
-  if (words.length !== 7 || words[0] !== RECORD_VERSION || !/^[0-9a-f]{64}$/.test(words[6] ?? '')) return undefined;
-  return { stat: words.slice(1, 6).join(' '), size: Number(words[3]), sha256: words[6]!, store: lines[1] ?? '', endpoint: lines[2] ?? '' };
+/** Whether `text` is a record of this store for the file `st` describes. */
+function recordFits(text: string | undefined, st: BigIntStats, id: SpoolIdentity): 'fits' | 'unreadable' | 'other store' | 'changed' {
+  const rec = text === undefined ? undefined : parseRecord(text, RECORD_VERSION);
+  if (!rec) return 'unreadable';
+  if (!sameStore(rec.store, storeOf(id))) return 'other store';
+  return st.isFile() && sameIdentity(rec.identity, identityOf(st)) ? 'fits' : 'changed';
 }
 
 /**
@@ -142,10 +124,11 @@ export async function checkSpoolFile(dir: string, name: string, id: SpoolIdentit
   }
   const text = await fsp.readFile(`${file}.rec`, 'utf8').catch(() => undefined);
   if (text === undefined) return { ok: false, reason: 'no record' };
-  const rec = parseRecord(text);
-  if (!rec) return { ok: false, reason: 'unreadable record' };
-  if (rec.store !== id.store || rec.endpoint !== (id.endpoint ?? '')) return { ok: false, reason: 'recorded for another store' };
-  if (!st.isFile() || rec.stat !== statLine(st)) return { ok: false, reason: 'changed since it was recorded (inode, size, mtime or ctime)' };
+  const fit = recordFits(text, st, id);
+  if (fit === 'unreadable') return { ok: false, reason: 'unreadable record' };
+  if (fit === 'other store') return { ok: false, reason: 'recorded for another store' };
+  if (fit === 'changed') return { ok: false, reason: 'changed since it was recorded (inode, size, mtime or ctime)' };
+  const recorded = parseRecord(text, RECORD_VERSION)!;
   const hash = createHash('sha256');
   const heads: Buffer[] = [];
   let kept = 0;
@@ -157,16 +140,15 @@ export async function checkSpoolFile(dir: string, name: string, id: SpoolIdentit
     }
   }
   const sha256 = hash.digest('hex');
-  if (sha256 !== rec.sha256) return { ok: false, reason: 'content does not match the recorded SHA-256' };
-  return { ok: true, sha256, size: rec.size, head: Buffer.concat(heads) };
+  if (sha256 !== recorded.sha256) return { ok: false, reason: 'content does not match the recorded SHA-256' };
+  return { ok: true, sha256, size: Number(recorded.identity.size), head: Buffer.concat(heads) };
 }
 
 /** Whether NAME and its record are there and the file is still the one recorded (no hashing). */
 export async function recordMatches(dir: string, name: string, id: SpoolIdentity): Promise<boolean> {
   const st = await fsp.lstat(join(dir, name), { bigint: true }).catch(() => undefined);
   const text = await fsp.readFile(join(dir, `${name}.rec`), 'utf8').catch(() => undefined);
-  const rec = text === undefined ? undefined : parseRecord(text);
-  return st !== undefined && st.isFile() && rec !== undefined && rec.store === id.store && rec.endpoint === (id.endpoint ?? '') && rec.stat === statLine(st);
+  return st !== undefined && recordFits(text, st, id) === 'fits';
 }
 
 /** Removes a spool file and its record (best effort: the spool is a cache). */

@@ -96,24 +96,28 @@ export function settledBeforeStat(id: FileIdentity, firstStatMs: number, marginM
   return id.mtimeNs >= 0n && id.ctimeNs >= 0n && id.ctimeNs < BigInt(Math.floor(firstStatMs - marginMs)) * 1_000_000n;
 }
 
-export function formatRecord(r: PushRecord): string {
+/**
+ * The record text. The prefetch spool (fetchSpool.ts) writes the same three lines under its own
+ * version word, so both are read the same way by bin/walts and by parseRecord.
+ */
+export function formatRecord(r: PushRecord, version: string = RECORD_VERSION): string {
   for (const v of [r.store.store, r.store.endpoint]) {
     if (/[\r\n]/.test(v)) throw new RangeError('store identity with a line break cannot be recorded');
   }
   if (!SHA256.test(r.sha256)) throw new RangeError(`not a sha256: ${r.sha256}`);
-  return `${RECORD_VERSION} ${formatIdentity(r.identity)} ${r.sha256}\n${r.store.store}\n${r.store.endpoint}\n`;
+  return `${version} ${formatIdentity(r.identity)} ${r.sha256}\n${r.store.store}\n${r.store.endpoint}\n`;
 }
 
 /** Strict: anything but exactly what formatRecord writes is no record. */
-export function parseRecord(text: string): PushRecord | undefined {
+export function parseRecord(text: string, version: string = RECORD_VERSION): PushRecord | undefined {
   const lines = text.split('\n');
   if (lines.length !== 4 || lines[3] !== '') return undefined;
-  const m = /^walts-push-v1 (\d+) (\d+) (\d+) (\d+)\.(\d{9}) (\d+)\.(\d{9}) ([0-9a-f]{64})$/.exec(lines[0] ?? '');
-  if (!m) return undefined;
+  const m = /^([a-z0-9-]+) (\d+) (\d+) (\d+) (\d+)\.(\d{9}) (\d+)\.(\d{9}) ([0-9a-f]{64})$/.exec(lines[0] ?? '');
+  if (!m || m[1] !== version) return undefined;
   const n = (i: number) => BigInt(m[i] ?? '');
   return {
-    identity: { dev: n(1), ino: n(2), size: n(3), mtimeNs: n(4) * 1_000_000_000n + n(5), ctimeNs: n(6) * 1_000_000_000n + n(7) },
-    sha256: m[8] ?? '',
+    identity: { dev: n(2), ino: n(3), size: n(4), mtimeNs: n(5) * 1_000_000_000n + n(6), ctimeNs: n(7) * 1_000_000_000n + n(8) },
+    sha256: m[9] ?? '',
     store: { store: lines[1] ?? '', endpoint: lines[2] ?? '' },
   };
 }

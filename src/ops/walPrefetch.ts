@@ -17,7 +17,8 @@ import { join } from 'node:path';
 import type { Deps } from '../deps';
 import { describeError, NotFoundError } from '../errors';
 import { nextSegment, parseSegmentName, parseWalFileName, segmentName } from '../postgres/walName';
-import { END_FILE, handOverLock, isSegmentFileName, processAlive, recordMatches, releaseLock, removeSpoolFile, takeLock, writeRecord, type SpoolIdentity } from './fetchSpool';
+import { END_FILE, handOverLock, processAlive, recordMatches, releaseLock, removeSpoolFile, takeLock, writeRecord, type SpoolIdentity } from './fetchSpool';
+import { isSegmentName } from './pushRecord';
 import { fetchWalFile } from './walFetch';
 import { removeStaleTempFiles } from './walFetchTemp';
 
@@ -105,7 +106,7 @@ async function sweep(deps: Deps, dir: string, window: readonly string[], identit
   const present = new Set(entries);
   for (const e of entries) {
     const base = e.endsWith('.rec') ? e.slice(0, -4) : e;
-    if (!isSegmentFileName(base)) continue;
+    if (!isSegmentName(base)) continue;
     if (!wanted.has(base) || (e !== base && !present.has(base))) await removeSpoolFile(dir, base);
   }
   const missing: string[] = [];
