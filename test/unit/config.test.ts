@@ -36,6 +36,17 @@ describe('configuration', () => {
     }
   });
 
+  it('reads the look-ahead, prefetch and spool settings, with defaults, and refuses bad values by name', () => {
+    const d = loadConfig({ env: { WALTS_STORE: 's3://bk1/x' }, readFile: noFile });
+    expect(d).toMatchObject({ pushLookahead: 16, prefetch: 16, concurrency: 4, spoolDir: undefined });
+    const c = loadConfig({ env: { WALTS_STORE: 's3://bk1/x', WALTS_PUSH_LOOKAHEAD: '0', WALTS_PREFETCH: '3', WALTS_CONCURRENCY: '8', WALTS_SPOOL_DIR: '/var/spool/walts/' }, readFile: noFile });
+    expect(c).toMatchObject({ pushLookahead: 0, prefetch: 3, concurrency: 8, spoolDir: '/var/spool/walts' });
+    const p = problems({ WALTS_STORE: 's3://bk1/x', WALTS_PUSH_LOOKAHEAD: '-1', WALTS_PREFETCH: '2.5', WALTS_CONCURRENCY: '0', WALTS_SPOOL_DIR: 'spool' });
+    expect(p).toHaveLength(4);
+    for (const name of ['WALTS_PUSH_LOOKAHEAD', 'WALTS_PREFETCH', 'WALTS_CONCURRENCY', 'WALTS_SPOOL_DIR']) expect(p.some((m) => m.startsWith(name))).toBe(true);
+    expect(problems({ WALTS_STORE: 's3://bk1/x', WALTS_SPOOL_DIR: '/a/../b' })[0]).toMatch(/^WALTS_SPOOL_DIR/);
+  });
+
   test.each(['s3://', 's3://UPPER/x', 'file://relative/dir', '/abs/without/scheme', 's3://bucket/a/../b', 'file:///a/../b'])('refuses store %j', (url) => {
     expect(problems({ WALTS_STORE: url })[0]).toMatch(/^WALTS_STORE/);
   });
