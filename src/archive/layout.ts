@@ -88,6 +88,30 @@ export const backupKeys = {
 };
 
 /** The backup a key belongs to, and which part of it the key is. */
+/**
+ * Restore drills (`walts restore-test`): one plain JSON record per drill, never overwritten.
+ *
+ *   walts_v1/drills/drill_<YYYYMMDDTHHMMSSmmmZ>_<backup name>.json
+ *
+ * The UTC start time first, fixed width, so key order is time order and the newest drill is the last
+ * key listed. `delete` keeps them (only `delete everything` removes them).
+ */
+export const DRILL_ROOT = `${ROOT}/drills`;
+const DRILL_KEY_RE = /^walts_v1\/drills\/drill_(\d{8}T\d{9}Z)_(base_[0-9A-F]{24}_[0-9A-F]{8})\.json$/;
+
+export function drillKey(startedAtMs: number, backup: string): string {
+  if (!isBackupName(backup)) throw new RangeError(`not a backup name: ${JSON.stringify(backup)}`);
+  const iso = new Date(startedAtMs).toISOString(); // 2026-12-02T12:34:56.789Z
+  const stamp = `${iso.slice(0, 4)}${iso.slice(5, 7)}${iso.slice(8, 10)}T${iso.slice(11, 13)}${iso.slice(14, 16)}${iso.slice(17, 19)}${iso.slice(20, 23)}Z`;
+  return `${DRILL_ROOT}/drill_${stamp}_${backup}.json`;
+}
+
+/** The drill a key records (its backup), or undefined for a key that is not a drill record. */
+export function parseDrillKey(key: string): { stamp: string; backup: string } | undefined {
+  const m = DRILL_KEY_RE.exec(key);
+  return m ? { stamp: m[1]!, backup: m[2]! } : undefined;
+}
+
 export function parseBackupKey(key: string): { name: string; part: 'started' | 'deleting' | 'sentinel' | 'manifest' | 'volume' | 'other' } | undefined {
   if (!key.startsWith(`${BACKUP_ROOT}/`)) return undefined;
   const [name, file, ...rest] = key.slice(BACKUP_ROOT.length + 1).split('/');
