@@ -9,6 +9,8 @@ import { backupListCommand, backupShowCommand } from './backupList';
 import { backupPushCommand } from './backupPush';
 import { deleteCommand } from './delete';
 import { initCommand } from './init';
+import { metricsCommand } from './metrics';
+import { statusCommand } from './status';
 import { verifyCommand } from './verify';
 import { walFetchCommand } from './walFetch';
 import { walPrefetchCommand } from './walPrefetch';
@@ -34,6 +36,8 @@ export async function parseAndRun(args: readonly string[], onCommand: (command: 
     .command(backupFetchCommand)
     .command(deleteCommand)
     .command(verifyCommand)
+    .command(statusCommand)
+    .command(metricsCommand)
     .middleware((argv) => {
       command = String(argv._[0] ?? '');
       onCommand(command);
