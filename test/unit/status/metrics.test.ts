@@ -177,3 +177,18 @@ describe('--listen and --textfile', () => {
     }
   });
 });
+
+describe('docs and alert rules name only metrics walts exports', () => {
+  it('every walts_* in contrib/prometheus/walts-alerts.yml and docs/monitoring.md exists, and the docs table lists every metric', async () => {
+    const full: StatusReport = { ...REPORT, postgres: { ...REPORT.postgres!, ready_files: 0 } };
+    const exported = new Set(parseMetrics(await renderMetrics(state(full), T0, 'main')).families.keys());
+    const root = join(__dirname, '../../..');
+    const rules = readFileSync(join(root, 'contrib/prometheus/walts-alerts.yml'), 'utf8');
+    const doc = readFileSync(join(root, 'docs/monitoring.md'), 'utf8');
+    const named = (text: string) => new Set([...text.matchAll(/\bwalts_[a-z_]+\*?/g)].map((m) => m[0]).filter((n) => n !== 'walts_ok' && !n.startsWith('walts_v') && !/[_*]$/.test(n)));
+    for (const name of named(rules)) expect(exported).toContain(name);
+    for (const name of named(doc)) expect(exported).toContain(name);
+    const table = new Set([...doc.matchAll(/^\| `(walts_[a-z_]+)` \| (?:gauge|counter) \|/gm)].map((m) => m[1]));
+    expect([...table].sort()).toEqual([...exported].sort());
+  });
+});
