@@ -267,8 +267,8 @@ describe('metrics with an S3 store behind a fault proxy', () => {
   beforeAll(async () => {
     store = await startStore('s3', reg, PREFIX);
     proxy = await startFaultProxy({ host: '127.0.0.1', port: store.s3!.port });
-    // Requests held by the proxy are never timed out by walts during the test: WALTS_IO_TIMEOUT is long.
-    env = { ...store.env, WALTS_S3_ENDPOINT: proxy.endpoint, WALTS_RETRY_DEADLINE: '2', WALTS_IO_TIMEOUT: '3600' };
+    // A refused request fails the refresh after a 2 s retry deadline.
+    env = { ...store.env, WALTS_S3_ENDPOINT: proxy.endpoint, WALTS_RETRY_DEADLINE: '2' };
   });
   afterAll(async () => {
     for (const e of exporters) await e.stop().catch(() => undefined);
@@ -279,7 +279,9 @@ describe('metrics with an S3 store behind a fault proxy', () => {
 
   it('a store request held forever: the scrape completes while the refresh is still waiting for it, with walts_up 0', async () => {
     proxy.inject({ kind: 'hang', times: 1_000_000 });
-    const e = await startExporter(['--no-pg', '--refresh', '1', '--refresh-timeout', '3600'], env);
+    // Nothing in walts gives up on the held request during the test: the store's request and retry
+    // deadlines and the refresh timeout are an hour, so the first refresh cannot end.
+    const e = await startExporter(['--no-pg', '--refresh', '1', '--refresh-timeout', '3600'], { ...env, WALTS_RETRY_DEADLINE: '3600', WALTS_IO_TIMEOUT: '3600' });
     exporters.push(e);
     await waitFor('the store request to be held', async () => proxy.requests.length > 0);
     const m = await e.scrape();
