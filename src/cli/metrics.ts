@@ -1,10 +1,6 @@
 import type { CommandModule } from 'yargs';
 import { UsageError } from '../errors';
-import { renderMetrics } from '../ops/metrics/exposition';
-import { Refresher } from '../ops/metrics/refresher';
-import { DEFAULT_LISTEN, parseListen, startMetricsServer } from '../ops/metrics/server';
-import { writeTextfile } from '../ops/metrics/textfile';
-import { gatherStatus } from '../ops/status/gather';
+import { DEFAULT_LISTEN, parseListen } from '../ops/metrics/listen';
 import { runCommand } from './run';
 import { statusDeps } from './status';
 
@@ -41,10 +37,15 @@ Exit status:
       ) as never,
   handler: (argv) =>
     runCommand('metrics', argv, async (ctx) => {
-      if (!(argv.refresh > 0) || !(argv['refresh-timeout'] > 0)) throw new UsageError('--refresh and --refresh-timeout must be positive numbers of seconds');
       const listen = argv.textfile ? undefined : parseListen(argv.listen);
       const database = argv['database-label'] ?? ctx.deps.storage.description;
       const nowMs = () => ctx.deps.now().getTime();
+      // Loaded here: prom-client and the status code are not needed by any other command.
+      const { renderMetrics } = await import('../ops/metrics/exposition');
+      const { Refresher } = await import('../ops/metrics/refresher');
+      const { startMetricsServer } = await import('../ops/metrics/server');
+      const { writeTextfile } = await import('../ops/metrics/textfile');
+      const { gatherStatus } = await import('../ops/status/gather');
       const refresher = new Refresher({
         gather: (signal) => gatherStatus(statusDeps(ctx, { pg: argv.pg, signal: AbortSignal.any([signal, ctx.signal]) })),
         intervalMs: argv.refresh * 1000,
@@ -76,5 +77,11 @@ Exit status:
       await server.close();
       await refresher.stop();
       return { listen: where };
+    }, {
+      // Bad arguments are exit 2 before any configuration or store is looked at.
+      preflight: () => {
+        if (!(argv.refresh > 0) || !(argv['refresh-timeout'] > 0)) throw new UsageError('--refresh and --refresh-timeout must be positive numbers of seconds');
+        if (!argv.textfile) parseListen(argv.listen);
+      },
     }),
 };

@@ -7,23 +7,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { UsageError } from '../../errors';
 import { CONTENT_TYPE, renderMetrics, type RefreshState } from './exposition';
-
-export const DEFAULT_LISTEN = '127.0.0.1:10432';
-
-export interface ListenAddress {
-  /** undefined: every interface. */
-  readonly host?: string;
-  readonly port: number;
-}
-
-/** `HOST:PORT`, `[IPv6]:PORT` or `:PORT` (every interface). */
-export function parseListen(text: string): ListenAddress {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(text.trim());
-  const port = m ? Number(m[3]) : NaN;
-  if (!m || !(port >= 0 && port <= 65535)) throw new UsageError(`--listen ${JSON.stringify(text)} is not HOST:PORT, [IPv6]:PORT or :PORT`);
-  const host = m[1] ?? m[2];
-  return { host: host === '' ? undefined : host, port };
-}
+import type { ListenAddress } from './listen';
 
 export async function startMetricsServer(options: {
   listen: ListenAddress;

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { renderMetrics, type RefreshState } from '../../../src/ops/metrics/exposition';
 import { Refresher } from '../../../src/ops/metrics/refresher';
-import { parseListen } from '../../../src/ops/metrics/server';
+import { parseListen } from '../../../src/ops/metrics/listen';
 import { writeTextfile } from '../../../src/ops/metrics/textfile';
 import { formatStatus } from '../../../src/ops/status/format';
 import type { StatusReport } from '../../../src/ops/status/report';
