@@ -47,7 +47,8 @@ Exit status:
       const { writeTextfile } = await import('../ops/metrics/textfile');
       const { gatherStatus } = await import('../ops/status/gather');
       const refresher = new Refresher({
-        gather: (signal) => gatherStatus(statusDeps(ctx, { pg: argv.pg, signal: AbortSignal.any([signal, ctx.signal]) })),
+        // PostgreSQL gets half the refresh timeout: a hanging server never costs the store's answer.
+        gather: (signal) => gatherStatus(statusDeps(ctx, { pg: argv.pg, signal: AbortSignal.any([signal, ctx.signal]), pgTimeoutMs: (argv['refresh-timeout'] * 1000) / 2 })),
         intervalMs: argv.refresh * 1000,
         timeoutMs: argv['refresh-timeout'] * 1000,
         nowMs,

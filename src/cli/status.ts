@@ -11,12 +11,13 @@ interface Args {
 }
 
 /** The status dependencies from a command's context: the store, its codecs, libpq for PostgreSQL. */
-export function statusDeps(ctx: CommandContext, options: { pg: boolean; signal: AbortSignal }): StatusDeps {
+export function statusDeps(ctx: CommandContext, options: { pg: boolean; signal: AbortSignal; pgTimeoutMs?: number }): StatusDeps {
   const { deps } = ctx;
   return {
     storage: deps.storage,
     readWal: async (key, signal) => (await readWalObject(deps, key, true, signal)).data ?? Buffer.alloc(0),
-    connectPg: options.pg ? () => connect({ application: 'walts' }) : undefined,
+    connectPg: options.pg ? () => connect({ application: 'walts', ...(options.pgTimeoutMs ? { connectTimeoutMs: options.pgTimeoutMs } : {}) }) : undefined,
+    pgTimeoutMs: options.pgTimeoutMs,
     now: () => deps.now(),
     log: ctx.log,
     version: deps.version,

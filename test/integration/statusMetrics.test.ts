@@ -183,6 +183,14 @@ describe.each<StoreKind>(['file', 's3'])('status and metrics against real Postgr
     expect(report.postgres).toMatchObject({ reachable: true, server_version_num: expect.any(Number), archive_mode: 'on', ready_files: 0, system_identifier: report.cluster.system_identifier });
     expect(report.postgres.archiver).toMatchObject({ archived_count: archived, failed_count: 0, last_archived_wal: lastSegment });
 
+    // A role without pg_monitor: the archiver counters, and the .ready count unknown naming the role.
+    await c.psql('create role mon login');
+    const asMon = JSON.parse((await walts(['status', '--json'], { PGUSER: 'mon' })).stdout);
+    expect(asMon.postgres.archiver.archived_count).toBe(archived);
+    expect(asMon.postgres.ready_files).toEqual({ unknown: expect.stringMatching(/pg_ls_archive_statusdir\(\) refused: the role needs pg_monitor/) });
+    await c.psql('grant pg_monitor to mon');
+    expect(JSON.parse((await walts(['status', '--json'], { PGUSER: 'mon' })).stdout).postgres.ready_files).toBe(0);
+
     const text = (await walts(['status'])).stdout;
     expect(text).toMatch(new RegExp(`count:\\s+2\\n\\s+newest:\\s+${backups[1]}`));
     expect(text).toMatch(new RegExp(`last archived:\\s+${lastSegment}`));

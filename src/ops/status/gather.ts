@@ -16,7 +16,7 @@ import { readRetentionInput } from '../../retention/apply';
 import { parseHistory, type HistoryEntry } from '../../retention/walChain';
 import type { Storage } from '../../storage/storage';
 import { gatherPostgres } from './postgres';
-import { unknown, type BackupStatus, type DrillStatus, type DrillSummary, type Known, type StatusReport } from './report';
+import { unknown, type BackupStatus, type PostgresStatus, type DrillStatus, type DrillSummary, type Known, type StatusReport } from './report';
 import { ageSeconds, lastArchivedWal, pitrWindow } from './window';
 
 export interface StatusDeps {
@@ -25,6 +25,12 @@ export interface StatusDeps {
   readonly readWal: (key: string, signal?: AbortSignal) => Promise<Buffer>;
   /** Opens a session with the libpq environment; undefined: PostgreSQL is not asked. */
   readonly connectPg?: () => Promise<PgSession>;
+  /**
+   * How long PostgreSQL may take to answer before it is reported unreachable (metrics: half the
+   * refresh timeout, so a server that hangs never costs the store's answer). Default: no limit beyond
+   * the client's own connect and query timeouts.
+   */
+  readonly pgTimeoutMs?: number;
   readonly now: () => Date;
   readonly log: Logger;
   readonly version: string;
@@ -70,7 +76,7 @@ export async function gatherStatus(deps: StatusDeps): Promise<StatusReport> {
     }
   })();
   // PostgreSQL is asked at the same time: a slow store does not delay it, nor the reverse.
-  const pgPart = deps.connectPg ? gatherPostgres(deps.connectPg) : Promise.resolve(undefined);
+  const pgPart = deps.connectPg ? bounded(gatherPostgres(deps.connectPg), deps.pgTimeoutMs, signal) : Promise.resolve(undefined);
   const [store, pg] = await Promise.all([storePart, pgPart]);
   const storeId = store.cluster && !('unknown' in store.cluster) ? store.cluster.system_identifier : undefined;
   const pgId = pg?.system_identifier;
@@ -85,6 +91,22 @@ export async function gatherStatus(deps: StatusDeps): Promise<StatusReport> {
     ...(postgres ? { postgres } : {}),
     duration_seconds: (deps.now().getTime() - started) / 1000,
   };
+}
+
+/** The PostgreSQL answer, or "unreachable" once `ms` passed or `signal` aborted (the attempt ends by its own timeouts). */
+function bounded(p: Promise<PostgresStatus>, ms: number | undefined, signal: AbortSignal | undefined): Promise<PostgresStatus> {
+  if (ms === undefined && !signal) return p;
+  return new Promise((resolve) => {
+    const done = (v: PostgresStatus) => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      resolve(v);
+    };
+    const onAbort = () => done({ reachable: false, error: 'PostgreSQL was still being asked when the gathering was stopped' });
+    const timer = ms === undefined ? undefined : setTimeout(() => done({ reachable: false, error: `no answer from PostgreSQL within ${ms / 1000} s` }), ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    void p.then(done);
+  });
 }
 
 function backupStatus(backups: readonly BackupSentinel[], nowMs: number): BackupStatus {

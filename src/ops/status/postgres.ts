@@ -32,7 +32,7 @@ export async function gatherPostgres(connect: () => Promise<PgSession>): Promise
         await session.query<{ n: number }>("select count(*)::int as n from pg_ls_archive_statusdir() where name like '%.ready'", undefined, { timeoutMs: QUERY_TIMEOUT_MS })
       ).rows;
       return rows[0]!.n;
-    }, 'pg_ls_archive_statusdir()');
+    }, 'pg_ls_archive_statusdir()', 'pg_monitor (or superuser)');
     return {
       reachable: true,
       target,
@@ -72,13 +72,13 @@ async function archiverStats(session: PgSession): Promise<ArchiverStats> {
 }
 
 /** The answer, or why there is none; a refused privilege names the role that grants it. */
-async function answer<T>(fn: () => Promise<T>, what: string): Promise<Known<T>> {
+async function answer<T>(fn: () => Promise<T>, what: string, needs = 'EXECUTE on it, or a role with more privileges'): Promise<Known<T>> {
   try {
     return await fn();
   } catch (err) {
     const state = (err as { sqlState?: string; code?: string }).sqlState ?? '';
     const msg = describeError(err);
-    if (state === '42501' || /permission denied/i.test(msg)) return unknown(`${what} refused: the role needs pg_monitor (or superuser) (${msg})`);
+    if (state === '42501' || /permission denied/i.test(msg)) return unknown(`${what} refused: the role needs ${needs} (${msg})`);
     return unknown(`${what} failed: ${msg}`);
   }
 }

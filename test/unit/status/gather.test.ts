@@ -154,3 +154,19 @@ describe('gatherStatus', () => {
     expect(r.pitr_window).toBeUndefined();
   });
 });
+
+describe('gatherStatus with a PostgreSQL that never answers', () => {
+  it('reports the server unreachable after pgTimeoutMs and still reports the store', async () => {
+    const s = store();
+    putBackup(s, 1, 2, '2026-12-01T00:00:00Z', '2026-12-01T00:05:00Z');
+    const r = await gatherStatus(deps(s, { connectPg: () => new Promise(() => undefined), pgTimeoutMs: 5 }));
+    expect(r.postgres).toEqual({ reachable: false, error: 'no answer from PostgreSQL within 0.005 s' });
+    expect(r.store.reachable).toBe(true);
+    expect(r.backups?.count).toBe(1);
+  });
+
+  it('a refused connection is reported with its reason', async () => {
+    const r = await gatherStatus(deps(store(), { connectPg: async () => Promise.reject(new Error('connection refused')) }));
+    expect(r.postgres).toEqual({ reachable: false, error: expect.stringContaining('connection refused') });
+  });
+});
