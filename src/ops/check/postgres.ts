@@ -78,10 +78,25 @@ async function readSettings(session: PgSession, ctx: ArchiveCommandContext): Pro
   else if (s.recovery && s.archive_mode === 'on') items.push(warn('archive_mode', 'on, but this server is a standby: it archives nothing until promoted', "fine if the primary archives; archive_mode = always to archive here too"));
   else items.push(ok('archive_mode', s.archive_mode));
 
-  items.push(archiveCommandItem(s.archive_command, s.archive_library ?? undefined, ctx));
+  const command = s.archive_mode === 'off' ? await configuredArchiveCommand(session) : s.archive_command;
+  if (command === undefined) items.push(skip('archive_command', 'archive_mode is off, so PostgreSQL shows it as (disabled), and pg_file_settings is not readable by this role'));
+  else items.push(archiveCommandItem(command, s.archive_library ?? undefined, ctx));
   items.push(archiveTimeoutItem(Number(s.archive_timeout)));
   items.push(await archiverItem(session));
   return { items, facts: { session, systemIdentifier: s.sysid, archiveMode: s.archive_mode, walLevel: s.wal_level, inRecovery: s.recovery } };
+}
+
+/**
+ * With archive_mode off PostgreSQL shows archive_command as "(disabled)"; the configured value is
+ * still in the configuration files (pg_file_settings: superusers, or pg_read_all_settings on 16+).
+ */
+async function configuredArchiveCommand(session: PgSession): Promise<string | undefined> {
+  try {
+    const r = await session.query<{ setting: string }>(`select setting from pg_file_settings where name = 'archive_command' and applied order by seqno desc limit 1`);
+    return r.rows[0]?.setting ?? '';
+  } catch {
+    return undefined;
+  }
 }
 
 export function archiveTimeoutItem(seconds: number): CheckItem {
