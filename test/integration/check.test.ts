@@ -203,6 +203,23 @@ describe('walts check: PostgreSQL settings and configuration', () => {
     expect(nagios.code).toBe(2);
   });
 
+  it('fails naming the private key when it is not the secret half of the public key', async () => {
+    const [pair, other] = [await makeGpgKeys({ algo: 'ed25519' }), await makeGpgKeys({ algo: 'ed25519', fresh: true })];
+    try {
+      const env = { ...store.env, WALTS_PGP_PUBLIC_KEY: pair.publicKeyPath, WALTS_PGP_PRIVATE_KEY: other.privateKeyPath };
+      const { r, report, item } = await check(['--no-pg'], env);
+      expect(r.code).toBe(3);
+      expect(report.failed).toEqual(['private key']);
+      expect(item('private key').detail).toMatch(/cannot decrypt what WALTS_PGP_PUBLIC_KEY encrypts/);
+      const right = await check(['--no-pg'], { ...env, WALTS_PGP_PRIVATE_KEY: pair.privateKeyPath });
+      expect(right.report.failed).toEqual([]);
+      expect(right.item('public key').status).toBe('warn'); // not recorded in archive.json: the archive was made unencrypted
+    } finally {
+      await pair.cleanup();
+      await other.cleanup();
+    }
+  });
+
   it('reports a configuration error as the failed configuration item listing every problem, not a crash', async () => {
     const { r, report, item } = await check(['--no-pg'], { WALTS_STOR: store.env['WALTS_STORE']!, WALTS_COMPRESSION: 'zip' });
     expect(r.code).toBe(3);
