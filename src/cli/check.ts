@@ -95,7 +95,7 @@ failed), 3 UNKNOWN (check itself could not run); the line goes to stdout.`,
     } catch (err) {
       if (!argv.nagios) throw err;
       process.stdout.write(nagiosUnknown(describeError(err)) + '\n');
-      throw Object.assign(new ChecksFailedError(describeError(err), NAGIOS.unknown), { logged: false });
+      throw new ChecksFailedError(describeError(err), NAGIOS.unknown); // main.ts prints it to stderr too
     } finally {
       await deps?.storage.close();
     }
