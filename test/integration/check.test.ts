@@ -10,7 +10,7 @@ import { startFaultProxy, type FaultProxy } from '../helpers/faultProxy';
 import { makeGpgKeys, makeSignOnlyPublicKey, type GpgKeys } from '../helpers/gpg';
 import { PG_OS_USER, trackClusters, type Cluster } from '../helpers/pg';
 import { runWalts, type RunResult } from '../helpers/run';
-import { startStore, waltsCommand, type StoreKind, type TestStore } from '../helpers/stores';
+import { initArchive, startStore, waltsCommand, type StoreKind, type TestStore } from '../helpers/stores';
 
 interface Item {
   name: string;
@@ -188,7 +188,7 @@ describe('walts check: PostgreSQL settings and configuration', () => {
     await store?.stop();
   });
 
-  it('fails naming archive_mode off and an archive_command that does not call walts', async () => {
+  it('fails naming archive_mode off, an archive_command that does not call walts, and a store of another cluster', async () => {
     const pg = await reg.createCluster({ name: 'check-off', conf: { archive_mode: 'off', archive_command: '/bin/true' } });
     await pg.start();
     const env = { ...store.env, ...pg.pgEnv() };
@@ -201,6 +201,14 @@ describe('walts check: PostgreSQL settings and configuration', () => {
     const nagios = await runWalts(['check', '--nagios'], env, { timeoutMs: 300_000, asUser: PG_OS_USER });
     expect(nagios.stdout).toBe('WALTS CRITICAL - 2 checks failed: archive_mode, archive_command\n');
     expect(nagios.code).toBe(2);
+
+    // A store claimed by another cluster (walts init --pgdata of a second initdb) is named as such.
+    const other = await reg.createCluster({ name: 'check-other' });
+    const claimed = await startStore('file', reg, 'check-claimed');
+    await initArchive(claimed.env, ['--pgdata', other.dataDir]);
+    const mismatch = await check(['--pg'], { ...claimed.env, ...pg.pgEnv() });
+    expect(mismatch.report.failed).toEqual(['archive_mode', 'archive_command', 'cluster']);
+    expect(mismatch.item('cluster').detail).toMatch(/^the store belongs to database system \d+ \(PostgreSQL 15\), this server is system \d+: wal-push would refuse every segment$/);
   });
 
   it('fails naming the private key when it is not the secret half of the public key', async () => {
