@@ -6,6 +6,7 @@
  * runs on restore hosts.
  */
 import { MIN_SERVER_VERSION_NUM, walArchiverStatus } from '../../postgres/backupApi';
+import { ConfigError } from '../../errors';
 import type { PgSession } from '../../postgres/client';
 import { archiveCommandItem, type ArchiveCommandContext } from './archiveCommandItem';
 import { fail, message, ok, skip, warn, type CheckItem } from './item';
@@ -29,6 +30,9 @@ export async function checkPostgres(mode: PgMode, connect: () => Promise<PgSessi
   try {
     session = await connect();
   } catch (err) {
+    // A server that answered but refused the role, password or database (or PG* settings that are
+    // wrong) is a problem to fix even when not required; only "no server there" is skipped.
+    if (err instanceof ConfigError) return { items: [fail('postgres', message(err), 'fix PGUSER, PGPASSWORD or ~/.pgpass, PGDATABASE (or --username, --dbname): the role backup-push uses')] };
     if (mode === 'require') return { items: [fail('postgres', message(err), 'set PGHOST, PGPORT, PGUSER (or --host, --port, --username) to reach the server, as for backup-push')] };
     return { items: [skip('postgres', `not reached (${message(err)}): its items were not checked; --pg makes this a failure`)] };
   }

@@ -142,3 +142,21 @@ describe('--switch-wal', () => {
     expect((await switchWalAndWait({ session: fakeSession(), archiveMode: 'on', inRecovery: true }, new MemoryStorage(), { timeoutMs: 1000, clock })).status).toBe('skip');
   });
 });
+
+describe('PostgreSQL reachability', () => {
+  const ctx = { readFile: () => '' };
+  it('skips a server that is not there unless required; fails one that refuses the role', async () => {
+    const { checkPostgres } = await import('../../../src/ops/check/postgres');
+    const { UnavailableError } = await import('../../../src/errors');
+    const absent = async () => {
+      throw new UnavailableError('cannot connect to PostgreSQL at host=/x port=5432: no server socket', { transient: true });
+    };
+    const refused = async () => {
+      throw new ConfigError('cannot connect to PostgreSQL at host=/x port=5432 user=bob database=bob: password authentication failed');
+    };
+    expect((await checkPostgres('auto', absent, ctx)).items).toMatchObject([{ name: 'postgres', status: 'skip' }]);
+    expect((await checkPostgres('require', absent, ctx)).items).toMatchObject([{ name: 'postgres', status: 'fail' }]);
+    expect((await checkPostgres('auto', refused, ctx)).items).toMatchObject([{ name: 'postgres', status: 'fail', fix: expect.stringMatching(/PGPASSWORD/) }]);
+    expect((await checkPostgres('off', refused, ctx)).items).toMatchObject([{ name: 'postgres', status: 'skip' }]);
+  });
+});
