@@ -74,6 +74,19 @@ export class CryptoError extends WaltsError {
   }
 }
 
+/**
+ * `walts check` found failing items (its report, already printed, names them). `exitCode` is the
+ * code check chose (cli/check.ts): 3 normally, the Nagios plugin codes with --nagios.
+ */
+export class ChecksFailedError extends WaltsError {
+  constructor(
+    message: string,
+    readonly exitCode: number,
+  ) {
+    super('integrity', message);
+  }
+}
+
 export function isTransient(err: unknown): boolean {
   return err instanceof UnavailableError && err.transient;
 }

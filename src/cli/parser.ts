@@ -7,6 +7,7 @@ import yargs from 'yargs';
 import { backupFetchCommand } from './backupFetch';
 import { backupListCommand, backupShowCommand } from './backupList';
 import { backupPushCommand } from './backupPush';
+import { checkCommand } from './check';
 import { deleteCommand } from './delete';
 import { initCommand } from './init';
 import { verifyCommand } from './verify';
@@ -34,6 +35,7 @@ export async function parseAndRun(args: readonly string[], onCommand: (command: 
     .command(backupFetchCommand)
     .command(deleteCommand)
     .command(verifyCommand)
+    .command(checkCommand)
     .middleware((argv) => {
       command = String(argv._[0] ?? '');
       onCommand(command);
