@@ -58,6 +58,17 @@ describe.each<StoreKind>(['file', 's3'])('delete window with real PostgreSQL (%s
     await store?.stop();
   });
 
+  it('refuses a duration it does not know, and a --now later than the clock, with exit 2 and one line naming the forms', async () => {
+    for (const args of [['window', '7x'], ['window', '7'], ['retain', '1.5d'], ['window', '0d'], ['retain', '7days']]) {
+      const r = await h.walts(['delete', ...args]);
+      expect({ args, code: r.code }).toEqual({ args, code: 2 });
+      expect(r.stderr.split('\n')[0]).toMatch(/needs .*a whole number with a unit: s, m or min, h, d, w \(e\.g\. 36h, 7d, 2w\); got/);
+    }
+    const future = await h.walts(['delete', 'window', '7d', '--now', '2099-01-01 00:00:00+00', '--confirm']);
+    expect(future.code).toBe(2);
+    expect(future.stderr).toMatch(/later than this machine's clock/);
+  });
+
   it("keeps exactly what a restore to the window's first second needs, shown by restoring to it", async () => {
     await addMark(); // 1
     const b1 = await h.push(a);
