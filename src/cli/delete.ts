@@ -61,7 +61,7 @@ export const deleteCommand: CommandModule<object, Args> = {
           shared(yy)
             .positional('duration', { type: 'string', demandOption: true })
             .example('walts delete window 7d --confirm', 'daily: every point of the last 7 days stays restorable') as never,
-        handler: (argv: Args) => run(argv, () => windowRule(String(argv.duration), 'window')),
+        handler: (argv: Args) => run(argv, () => windowRule(String(argv.duration))),
       } as never)
       .command({
         command: 'before <target>',
@@ -89,9 +89,9 @@ function retainRule(text: string): RetentionRule {
   return a.kind === 'count' ? { kind: 'retain', count: a.count } : { kind: 'window', durationMs: a.duration.ms, text: a.duration.text };
 }
 
-function windowRule(text: string, verb: string): RetentionRule {
+function windowRule(text: string): RetentionRule {
   const d = parseDuration(text);
-  if (!d) throw new UsageError(`${verb} needs a duration, ${DURATION_FORMS}; got ${JSON.stringify(text)}`);
+  if (!d) throw new UsageError(`window needs a duration, ${DURATION_FORMS}; got ${JSON.stringify(text)}`);
   return { kind: 'window', durationMs: d.ms, text: d.text };
 }
 

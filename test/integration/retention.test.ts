@@ -97,7 +97,7 @@ describe.each<StoreKind>(['file', 's3'])('delete with real PostgreSQL (%s store)
     }
     await addMark();
     expect(await h.names()).toEqual(initial);
-  });
+  }, 600_000); // four backups: minutes on a loaded machine
   afterAll(async () => {
     await reg.cleanupAll();
     await proxy?.stop();

@@ -52,7 +52,7 @@ describe.each<StoreKind>(['file', 's3'])('delete window with real PostgreSQL (%s
     await a.start();
     await a.pgbench(['-i', '-s', '1', '-q']);
     await a.psql('create table marks (id int primary key, at timestamptz not null default clock_timestamp())');
-  });
+  }, 300_000);
   afterAll(async () => {
     await reg.cleanupAll();
     await store?.stop();
