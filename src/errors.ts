@@ -10,6 +10,7 @@ export type ErrorKind =
   | 'integrity' // digest/size mismatch, different content under an archived name, wrong cluster
   | 'unavailable' // the store or database could not be reached after retries
   | 'crypto' // missing/wrong key or passphrase, undecryptable object
+  | 'failed' // a check walts ran failed (restore-test: the restored server or a check on it): exit 1
   | 'internal';
 
 export class WaltsError extends Error {
@@ -71,6 +72,13 @@ export class UnavailableError extends WaltsError {
 export class CryptoError extends WaltsError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('crypto', message, options);
+  }
+}
+
+/** A check failed on something walts ran (the restore drill's server, query or SQL): an answer, not a crash. */
+export class CheckFailedError extends WaltsError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('failed', message, options);
   }
 }
 

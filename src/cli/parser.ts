@@ -9,6 +9,7 @@ import { backupListCommand, backupShowCommand } from './backupList';
 import { backupPushCommand } from './backupPush';
 import { deleteCommand } from './delete';
 import { initCommand } from './init';
+import { restoreTestCommand } from './restoreTest';
 import { verifyCommand } from './verify';
 import { walFetchCommand } from './walFetch';
 import { walPrefetchCommand } from './walPrefetch';
@@ -34,6 +35,7 @@ export async function parseAndRun(args: readonly string[], onCommand: (command: 
     .command(backupFetchCommand)
     .command(deleteCommand)
     .command(verifyCommand)
+    .command(restoreTestCommand)
     .middleware((argv) => {
       command = String(argv._[0] ?? '');
       onCommand(command);
