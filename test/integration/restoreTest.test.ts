@@ -11,7 +11,8 @@
  * - as root, the drill refuses at once (exit 2), naming runuser.
  * One source cluster per store kind; each drill starts one server of its own.
  */
-import { writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { findBackup } from '../../src/archive/catalog';
 import { latestDrills, type DrillRecord } from '../../src/archive/drillRecord';
@@ -20,7 +21,7 @@ import { openStorage } from '../../src/storage/open';
 import type { Storage } from '../../src/storage/storage';
 import { readAll } from '../../src/util/streams';
 import { chownToPg, PG_OS_USER, trackClusters, type Cluster } from '../helpers/pg';
-import { isRoot, runWalts } from '../helpers/run';
+import { baseEnv, isRoot, runWalts, WALTS_BIN, wrapCommand } from '../helpers/run';
 import { startStore, waltsCommand, type StoreKind, type TestStore } from '../helpers/stores';
 
 type Printed = DrillRecord & { record_key: string | null; kept_in: string | null };
@@ -72,7 +73,7 @@ describe.each<StoreKind>(['file', 's3'])('restore-test (real PostgreSQL 15, %s s
     // The file store keeps the copy (the nightly volume job); the s3 one uses a temporary directory.
     const kept = kind === 'file' ? await reg.emptyCluster({ name: 'kept' }) : undefined;
     const r = await drill(['LATEST', '--sql', sql, ...(kept ? ['--dest', kept.dataDir, '--keep'] : [])]);
-    if (r.code !== 0) process.stderr.write(r.stderr);
+    if (r.code !== 0 || process.env.DRILL_DEBUG) process.stderr.write(`${r.stdout}\n${r.stderr}`);
     expect(r.code).toBe(0);
     const rec = printed(r.stdout);
     expect(rec).toMatchObject({ ok: true, backup: backup.name, error: null, target: { kind: 'end' }, reached_timeline: 1 });
@@ -117,6 +118,41 @@ describe.each<StoreKind>(['file', 's3'])('restore-test (real PostgreSQL 15, %s s
       expect(latest.last?.started_at).toBe(rec.started_at);
       expect(latest.last?.ok).toBe(false);
       expect(latest.lastSuccess?.ok).toBe(true);
+    });
+  }
+
+  if (kind === 'file') {
+    it('SIGTERM during replay: the server is stopped, the copy removed, the drill recorded as interrupted, the signal re-raised', async () => {
+      const parent = await reg.tempDir('interrupted', { forPostgres: true });
+      const dest = join(parent, 'data');
+      const env = { ...baseEnv(), AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...store.env, PGUSER: 'postgres' };
+      const w = wrapCommand(WALTS_BIN, ['restore-test', '--dest', dest, '--json'], env, PG_OS_USER, true);
+      const child = spawn(w.cmd, w.args, { env: w.spawnEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
+      const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
+      // The seam: walts logs the replay step (with its pid) once the server runs; the signal goes to walts itself.
+      const pid = await new Promise<number>((resolve, reject) => {
+        child.stderr.on('data', (b: Buffer) => {
+          stderr += b.toString();
+          const line = stderr.split('\n').find((l) => l.includes('restore-test: replaying WAL'));
+          if (line) resolve((JSON.parse(line) as { pid: number }).pid);
+        });
+        child.on('close', () => reject(new Error(`walts ended before replay: ${stderr}`)));
+      });
+      process.kill(pid, 'SIGTERM');
+      const end = await exited;
+      // runuser reports its child's death by a signal as 128 + the signal number.
+      expect(end.signal === 'SIGTERM' || end.code === 143).toBe(true);
+      expect(stderr).toContain('interrupted by SIGTERM');
+      const rec = printed(stdout);
+      expect(rec.ok).toBe(false);
+      expect(rec.checks.find((c) => c.name === 'interrupted')?.detail).toContain('SIGTERM');
+      expect(rec.error).toContain('interrupted');
+      expect(existsSync(dest)).toBe(false); // the copy (and with it the stopped server's data) is gone
+      const latest = await latestDrills(storage);
+      expect(latest.last).toMatchObject({ started_at: rec.started_at, ok: false });
     });
   }
 

@@ -178,8 +178,9 @@ class Drill {
 
   private check(c: DrillCheck): void {
     this.checks.push(c);
-    if (c.ok) this.deps.log.info({ check: c.name, detail: c.detail }, `restore-test: ${c.name} ok`);
-    else this.deps.log.error({ check: c.name, detail: c.detail }, `restore-test: ${c.name} FAILED: ${c.detail}`);
+    const fields = { backup: this.backup.name, check: c.name, detail: c.detail };
+    if (c.ok) this.deps.log.info(fields, `restore-test: ${c.name} ok`);
+    else this.deps.log.error(fields, `restore-test: ${c.name} FAILED: ${c.detail}`);
   }
 
   /** Keeps the first failure (it is the cause; later ones are often its consequences). */
