@@ -34,6 +34,7 @@ describe.each<StoreKind>(['file', 's3'])('restore-test (real PostgreSQL 15, %s s
   let storage: Storage;
   let src: Cluster;
   let newest: string;
+  let targetTime: string;
   let backup: { name: string; stop_wal_file: string; volumes: readonly { key: string }[] };
   let sqlDir: string;
 
@@ -54,6 +55,8 @@ describe.each<StoreKind>(['file', 's3'])('restore-test (real PostgreSQL 15, %s s
     await src.pgbench(['-t', '200', '-c', '2', '-n']);
     for (let i = 0; i < 3; i++) {
       await src.psql(`insert into marks select generate_series(${i * 100 + 1}, ${(i + 1) * 100})`);
+      // Between the second and the third batch: the point-in-time target (200 rows).
+      if (i === 1) targetTime = await src.psql("select to_char(clock_timestamp() at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'");
       newest = await src.switchWalAndWaitArchived();
     }
     await src.stop(); // nothing changes behind the drills' back
@@ -66,20 +69,24 @@ describe.each<StoreKind>(['file', 's3'])('restore-test (real PostgreSQL 15, %s s
     await store?.stop();
   });
 
-  it('a healthy archive: the drill passes, exit 0, and its record is in the store', async () => {
+  it(`a healthy archive: the drill passes, exit 0, and its record is in the store (${kind === 'file' ? 'to the end of the archive, --dest --keep' : '--target-time'})`, async () => {
+    // The file store replays to the end of the archive and keeps the copy (the nightly volume job);
+    // the s3 one replays to a time between two batches, in a temporary directory.
+    const pitr = kind === 's3';
+    const rows = pitr ? 200 : ROWS_AFTER_BACKUP;
     const sql = join(sqlDir, 'ok.sql');
-    writeFileSync(sql, `do $$ begin if (select count(*) from marks) <> ${ROWS_AFTER_BACKUP} then raise exception 'marks: % rows', (select count(*) from marks); end if; end $$;\n`);
+    writeFileSync(sql, `do $$ begin if (select count(*) from marks) <> ${rows} then raise exception 'marks: % rows', (select count(*) from marks); end if; end $$;\n`);
     await chownToPg(sql);
-    // The file store keeps the copy (the nightly volume job); the s3 one uses a temporary directory.
-    const kept = kind === 'file' ? await reg.emptyCluster({ name: 'kept' }) : undefined;
-    const r = await drill(['LATEST', '--sql', sql, ...(kept ? ['--dest', kept.dataDir, '--keep'] : [])]);
+    const kept = pitr ? undefined : await reg.emptyCluster({ name: 'kept' });
+    const r = await drill(['LATEST', '--sql', sql, ...(kept ? ['--dest', kept.dataDir, '--keep'] : ['--target-time', targetTime])]);
     if (r.code !== 0 || process.env.DRILL_DEBUG) process.stderr.write(`${r.stdout}\n${r.stderr}`);
     expect(r.code).toBe(0);
     const rec = printed(r.stdout);
-    expect(rec).toMatchObject({ ok: true, backup: backup.name, error: null, target: { kind: 'end' }, reached_timeline: 1 });
+    expect(rec).toMatchObject({ ok: true, backup: backup.name, error: null, target: pitr ? { kind: 'time', time: targetTime } : { kind: 'end' }, reached_timeline: 1 });
     expect(rec.checks.map((c) => c.name)).toEqual(['postgres', 'fetch', 'consistent', 'replay', 'query', 'sql', 'amcheck', 'stop', 'checksums']);
     expect(rec.checks.every((c) => c.ok)).toBe(true);
-    expect(check(rec, 'replay')!.detail).toContain(`newest archived: ${newest}`);
+    expect(check(rec, 'replay')!.detail).toContain(pitr ? 'recovery stopping before commit' : `newest archived: ${newest}`);
+    if (pitr) expect(Date.parse(rec.reached_time!)).toBeLessThanOrEqual(Date.parse(targetTime.replace(' ', 'T').replace('+00', 'Z')));
     expect(check(rec, 'amcheck')!.detail).toContain('no corruption');
     expect(check(rec, 'checksums')!.detail).toContain('no bad checksum');
     expect(rec.reached_lsn).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/);
