@@ -20,7 +20,7 @@ import { DRILL_FORMAT, writeDrillRecord, type DrillCheck, type DrillRecord } fro
 import { checkBackupReachesTime, checkRecoveryTarget, chooseForTargetTime, type RecoveryTarget } from '../../backup/recovery';
 import type { BackupSentinel } from '../../backup/sentinel';
 import type { Deps } from '../../deps';
-import { CheckFailedError, CryptoError, describeError, IntegrityError, UnavailableError, UsageError, WaltsError } from '../../errors';
+import { CheckFailedError, ConfigError, CryptoError, describeError, IntegrityError, UnavailableError, UsageError, WaltsError } from '../../errors';
 import { formatLsn, parseLsn, parseSegmentName, segmentStartLsn } from '../../postgres/walName';
 import { parseHistory, type ChainCheck } from '../../retention/walChain';
 import { backupFetch } from '../backupFetch';
@@ -287,8 +287,10 @@ class Drill {
     const facts = readLogFacts(text);
     const where = err instanceof ServerExitedError ? describeExit(err.exit) : describeError(err);
     if (!(err instanceof ServerExitedError)) {
-      this.check({ name: 'consistent', ok: false, detail: where });
-      return err;
+      // A role or database the copy does not have: the checks connect as --db-user (PGUSER, else the OS user).
+      const e = err instanceof ConfigError ? new ConfigError(`${where} (restore-test connects as --db-user ${this.args.dbUser} to --database ${this.args.database})`) : err;
+      this.check({ name: 'consistent', ok: false, detail: describeError(e) });
+      return e;
     }
     this.deps.log.error({ server_log_tail: logTail(text) }, `restore-test: ${where} during recovery`);
     let message = `${where} during recovery`;
