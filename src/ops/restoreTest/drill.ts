@@ -186,7 +186,8 @@ class Drill {
   /** Keeps the first failure (it is the cause; later ones are often its consequences). */
   private fail(err: unknown): void {
     if (this.args.signal?.aborted) {
-      const why = describeError(this.args.signal.reason ?? err);
+      const reason: unknown = this.args.signal.reason ?? err;
+      const why = reason instanceof Error ? reason.message : describeError(reason);
       if (!this.checks.some((c) => c.name === 'interrupted')) this.checks.push({ name: 'interrupted', ok: false, detail: why });
       this.failure ??= new CheckFailedError(`interrupted: ${why}`);
       return;
