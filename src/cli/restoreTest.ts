@@ -40,24 +40,25 @@ export const restoreTestCommand: CommandModule<object, Args> = {
       .example("walts restore-test LATEST --target-time '2026-11-21 22:30:01+00' --sql /etc/walts/drill.sql", 'to a point in time, with your own checks')
       .example('walts restore-test --dest /srv/restore/latest --keep', "the Barman job: the latest backup restored into a volume, left stopped")
       .epilogue(
-        `Runs as the database OS user (PostgreSQL refuses root): runuser -u postgres -- walts restore-test.
-Fetches the backup (every digest verified), starts PostgreSQL on it with a private unix socket and no
-TCP, restore_command = this walts' wal-fetch and archive_mode = off, replays to the end of the archive
-(proved against the archive's newest segment: a missing segment fails) or to --target-time (then
-promotes), checks that every database answers a query, runs --sql and pg_amcheck, stops the server
-cleanly, runs pg_checksums --check (when the cluster has data checksums), and removes the copy
-unless --keep. Every drill is recorded in the store (walts_v1/drills/), passed or failed, for status
-and metrics; the record is also on stdout with --json.
+        `Runs as the database OS user (PostgreSQL refuses root):
+  runuser -u postgres -- walts restore-test
+Fetches the backup (every digest verified) and starts PostgreSQL on it: a private unix socket, no
+TCP, restore_command = this walts' wal-fetch, archive_mode = off. Replays to the end of the
+archive (proved against its newest segment: a missing segment fails) or to --target-time (then
+promotes); every database must answer a query; runs --sql and pg_amcheck; stops the server
+cleanly; runs pg_checksums --check when the cluster has data checksums; removes the copy unless
+--keep. Every drill is recorded in the store (walts_v1/drills/), passed or failed, for status and
+metrics; --json prints the record.
 Exit status:
   0  the drill passed and is recorded
-  1  the drill failed: the server did not start, reach consistency or the target, a database did not
-     answer, --sql or pg_amcheck failed, or the server did not stop cleanly (recorded); no backup
-  2  bad options, running as root, --dest not empty, no PostgreSQL binaries of the backup's major
-  3  the archive is damaged: a backup file or volume fails its digest, WAL replay needs is missing
-     or fails its digest (recorded)
+  1  the drill failed (recorded): the server did not start, reach consistency or the target, a
+     database did not answer, --sql or pg_amcheck failed, the stop was not clean; or no backup
+  2  bad options, running as root, --dest not empty, no binaries of the backup's major version
+  3  the archive is damaged (recorded): a backup file or volume fails its digest, or WAL that
+     replay needs is missing or fails its digest
   4  store unavailable, or the drill's record could not be written
-A signal stops the server, removes the copy (unless --keep), records the drill as interrupted and is
-re-raised.`,
+A signal stops the server, removes the copy (unless --keep), records the drill as interrupted,
+and is re-raised.`,
       ) as never,
   handler: (argv) =>
     runCommand(
