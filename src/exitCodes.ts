@@ -37,6 +37,8 @@ export function exitCodeFor(command: string, err: unknown, fetchErrorExitCode: n
       return EXIT.unavailable;
     case 'not-found':
       return EXIT.notFound;
+    case 'failed': // restore-test: the drill ran and a check failed
+      return EXIT.failure;
     default:
       return EXIT.failure;
   }

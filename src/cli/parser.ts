@@ -10,6 +10,7 @@ import { backupPushCommand } from './backupPush';
 import { checkCommand } from './check';
 import { deleteCommand } from './delete';
 import { initCommand } from './init';
+import { restoreTestCommand } from './restoreTest';
 import { verifyCommand } from './verify';
 import { walFetchCommand } from './walFetch';
 import { walPrefetchCommand } from './walPrefetch';
@@ -36,6 +37,7 @@ export async function parseAndRun(args: readonly string[], onCommand: (command: 
     .command(deleteCommand)
     .command(verifyCommand)
     .command(checkCommand)
+    .command(restoreTestCommand)
     .middleware((argv) => {
       command = String(argv._[0] ?? '');
       onCommand(command);
