@@ -10,6 +10,7 @@ export type ErrorKind =
   | 'integrity' // digest/size mismatch, different content under an archived name, wrong cluster
   | 'unavailable' // the store or database could not be reached after retries
   | 'crypto' // missing/wrong key or passphrase, undecryptable object
+  | 'failed' // a check walts ran failed (restore-test: the restored server or a check on it): exit 1
   | 'internal';
 
 export class WaltsError extends Error {
@@ -71,6 +72,26 @@ export class UnavailableError extends WaltsError {
 export class CryptoError extends WaltsError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('crypto', message, options);
+  }
+}
+
+/**
+ * `walts check` found failing items (its report, already printed, names them). `exitCode` is the
+ * code check chose (cli/check.ts): 3 normally, the Nagios plugin codes with --nagios.
+ */
+export class ChecksFailedError extends WaltsError {
+  constructor(
+    message: string,
+    readonly exitCode: number,
+  ) {
+    super('integrity', message);
+  }
+}
+
+/** The restore drill failed on something walts ran (its server, a query, the user's SQL): an answer, not a crash. */
+export class DrillFailedError extends WaltsError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('failed', message, options);
   }
 }
 

@@ -5,7 +5,7 @@
  * - restore_command: 1 means "not in the archive" and may end recovery; a hard error must exit
  *   above 125 (255 by default) so that PostgreSQL stops instead of promoting without the WAL.
  */
-import { ConfigError, WaltsError } from './errors';
+import { ChecksFailedError, ConfigError, WaltsError } from './errors';
 
 export const EXIT = {
   ok: 0,
@@ -19,6 +19,8 @@ export const EXIT = {
 
 export function exitCodeFor(command: string, err: unknown, fetchErrorExitCode: number = EXIT.fetchHardError): number {
   const kind = err instanceof WaltsError ? err.kind : 'internal';
+  // check's report decides its code (3, or the Nagios plugin codes with --nagios): see cli/check.ts.
+  if (err instanceof ChecksFailedError) return err.exitCode;
   if (command === 'wal-fetch') {
     if (kind === 'not-found') return EXIT.notFound;
     // A bad argument is a person at a terminal (PostgreSQL never sends one); a bad setting is not.
@@ -35,6 +37,8 @@ export function exitCodeFor(command: string, err: unknown, fetchErrorExitCode: n
       return EXIT.unavailable;
     case 'not-found':
       return EXIT.notFound;
+    case 'failed': // restore-test: the drill ran and a check failed
+      return EXIT.failure;
     default:
       return EXIT.failure;
   }

@@ -7,9 +7,11 @@ import yargs from 'yargs';
 import { backupFetchCommand } from './backupFetch';
 import { backupListCommand, backupShowCommand } from './backupList';
 import { backupPushCommand } from './backupPush';
+import { checkCommand } from './check';
 import { deleteCommand } from './delete';
 import { initCommand } from './init';
 import { metricsCommand } from './metrics';
+import { restoreTestCommand } from './restoreTest';
 import { statusCommand } from './status';
 import { verifyCommand } from './verify';
 import { walFetchCommand } from './walFetch';
@@ -36,6 +38,8 @@ export async function parseAndRun(args: readonly string[], onCommand: (command: 
     .command(backupFetchCommand)
     .command(deleteCommand)
     .command(verifyCommand)
+    .command(checkCommand)
+    .command(restoreTestCommand)
     .command(statusCommand)
     .command(metricsCommand)
     .middleware((argv) => {

@@ -6,6 +6,9 @@
  * - only complete backups (with a sentinel) count; they are ordered by start LSN, never by name;
  * - `retain N` keeps the N newest; `before X` deletes the backups older than backup X (by start LSN)
  *   or that finished before time X; `everything` deletes all backups and all WAL;
+ * - `window D` keeps what a restore to any point of the last D needs: every backup that finished
+ *   inside the window, and the newest that finished at or before its first second (the one a restore
+ *   to that second starts from; see `decideWindow`);
  * - a backup folder without a sentinel is a backup in progress while its marker is younger than the
  *   leftover age, and is never touched then (nor is the WAL it needs); older, it is a leftover of a
  *   failed backup and is deleted; a folder marked `deleting.json` is an interrupted delete: finished;
@@ -15,11 +18,14 @@
  */
 import type { BackupSentinel } from '../backup/sentinel';
 import { compareSegmentNames, type WalFileName } from '../postgres/walName';
+import { formatWindowTime, windowStartMs } from './window';
 
 export type RetentionRule =
   | { readonly kind: 'retain'; readonly count: number }
   | { readonly kind: 'before-backup'; readonly name: string }
   | { readonly kind: 'before-time'; readonly epochMs: number; readonly text: string }
+  /** A recovery window ending at `RetentionInput.nowMs`; `text` as written (`7d`). */
+  | { readonly kind: 'window'; readonly durationMs: number; readonly text: string }
   | { readonly kind: 'everything' };
 
 /** A backup folder without a sentinel. */
@@ -82,10 +88,21 @@ export interface RetentionPlan {
   readonly otherKeys: readonly string[];
   /** Position (segment name, any timeline) before which WAL goes; undefined = none goes. */
   readonly walCutoff?: string;
+  /** For `window`: where it starts, and the backup a restore to that point starts from. */
+  readonly window?: WindowFacts;
+}
+
+export interface WindowFacts {
+  /** The window's first second, `2026-11-25 12:00:00+00` (usable as `--target-time`). */
+  readonly start: string;
+  readonly startMs: number;
+  /** The newest backup finished at or before `start`; undefined when none did (all are kept). */
+  readonly anchor?: string;
 }
 
 export function planRetention(input: RetentionInput, rule: RetentionRule): RetentionPlan {
-  const backups = decideBackups(input, rule);
+  const window = rule.kind === 'window' ? windowFacts(input, rule.durationMs) : undefined;
+  const backups = rule.kind === 'window' && window ? decideWindow(input, rule.text, window) : decideBackups(input, rule);
   const unfinished = input.unfinished.map((u) => decideUnfinished(u, input, rule));
   const all = [...backups, ...unfinished];
 
@@ -107,7 +124,46 @@ export function planRetention(input: RetentionInput, rule: RetentionRule): Reten
     walKeys: input.wal.filter(deletes).map((w) => w.key),
     otherKeys: everything ? input.otherKeys : [],
     walCutoff: everything ? undefined : canDeleteWal ? cutoff : undefined,
+    ...(window ? { window } : {}),
   };
+}
+
+/**
+ * The window is measured on the clock of the machine running delete (`nowMs`), against the server
+ * clock's `finish_time` in the sentinels: keep the clocks in sync (NTP), or a skew of S moves the
+ * window by S.
+ *
+ * The anchor is the newest backup (by start LSN, the order backup-fetch LATEST --target-time uses)
+ * whose `finish_time` is at or before the window's first second. Finish, not start: a backup is
+ * consistent only at its stop point, and `finish_time` is read from the server clock after
+ * pg_backup_stop returned, so every commit in the WAL the backup needs to become consistent is
+ * older than it; a restore to a time at or after it passes the consistent point before it stops.
+ */
+function windowFacts(input: RetentionInput, durationMs: number): WindowFacts {
+  const startMs = windowStartMs(input.nowMs, durationMs);
+  const before = input.backups.filter((b) => Date.parse(b.finish_time) <= startMs);
+  return { start: formatWindowTime(startMs), startMs, anchor: before[before.length - 1]?.name };
+}
+
+/**
+ * Inside the window (finished after its start): kept, every one, since a restore to a later point may
+ * start from any of them. The anchor: kept. Every other backup finished at or before the window start:
+ * deleted (a restore to any point of the window starts from the anchor or a newer backup). No backup finished by the window start: all are kept (the window then reaches back only to the
+ * oldest backup's finish; nothing older exists to keep). A finish_time that does not parse: kept.
+ */
+function decideWindow(input: RetentionInput, text: string, w: WindowFacts): BackupDecision[] {
+  return input.backups.map((b) => {
+    const keys = input.backupKeys.get(b.name) ?? [];
+    const decision = (action: 'keep' | 'delete', reason: string): BackupDecision => ({ name: b.name, action, reason, keys, complete: true });
+    const finish = Date.parse(b.finish_time);
+    if (Number.isNaN(finish)) return decision('keep', `finish time ${JSON.stringify(b.finish_time)} unreadable: kept`);
+    if (finish > w.startMs) return decision('keep', `inside the ${text} window (finished after ${w.start})`);
+    if (b.name === w.anchor) {
+      const where = finish === w.startMs ? 'finished at the window start' : 'newest before the window start';
+      return decision('keep', `${where}: needed to restore to ${w.start}`);
+    }
+    return decision('delete', `finished before the window start (${w.start}); ${w.anchor} is newer and restores to it`);
+  });
 }
 
 function decideBackups(input: RetentionInput, rule: RetentionRule): BackupDecision[] {
@@ -125,6 +181,8 @@ function decideBackups(input: RetentionInput, rule: RetentionRule): BackupDecisi
         return i < namedIndex ? decision('delete', `older than ${rule.name}`) : decision('keep', i === namedIndex ? 'the backup named' : `not older than ${rule.name}`);
       case 'before-time':
         return Date.parse(b.finish_time) < rule.epochMs ? decision('delete', `finished before ${rule.text}`) : decision('keep', `finished at or after ${rule.text}`);
+      case 'window':
+        throw new Error('window rules are decided by decideWindow');
     }
   });
 }

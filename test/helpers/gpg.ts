@@ -249,3 +249,26 @@ export async function makeGpgKeys(
   };
   return keys;
 }
+
+/**
+ * A public key that cannot encrypt, made by the real gpg: a sign-only ed25519 primary key with no
+ * encryption subkey (what `gpg --quick-gen-key UID ed25519 sign` gives). Written armored to a file
+ * readable by postgres when root, in a fresh temp dir that cleanup() removes.
+ */
+export async function makeSignOnlyPublicKey(): Promise<{ publicKeyPath: string; cleanup(): Promise<void> }> {
+  const dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'walts-gpg-signonly-'));
+  await fs.promises.chmod(dir, 0o755);
+  const home = path.join(dir, 'home');
+  await fs.promises.mkdir(home, { mode: 0o700 });
+  guardHome(home);
+  await gpgOk(home, [...passArgs(undefined), '--quick-gen-key', 'walts sign-only <signonly@walts.invalid>', 'ed25519', 'sign', 'never']);
+  const publicKeyPath = path.join(dir, 'signonly.asc');
+  await fs.promises.writeFile(publicKeyPath, (await gpgOk(home, ['--armor', '--export'])).stdout, { mode: 0o644 });
+  return {
+    publicKeyPath,
+    async cleanup() {
+      await killAgent(home).catch(() => undefined);
+      await fs.promises.rm(dir, { recursive: true, force: true });
+    },
+  };
+}

@@ -13,52 +13,20 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
-import { join, relative } from 'node:path';
-import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { join } from 'node:path';
+import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { parseWalKey } from '../../src/archive/layout';
 import { compareSegmentNames } from '../../src/postgres/walName';
 import { startFaultProxy, type FaultProxy } from '../helpers/faultProxy';
-import { trackClusters, type Cluster, type ClusterRegistry } from '../helpers/pg';
-import { runWalts, WALTS_BIN, type RunResult } from '../helpers/run';
+import { trackClusters, type Cluster } from '../helpers/pg';
+import { WALTS_BIN, type RunResult } from '../helpers/run';
+import { backupFolders, harness, storeKeysUnder, walNames } from '../helpers/retention';
 import { rawS3Client } from '../helpers/s3server';
 import { startStore, waltsCommand, type StoreKind, type TestStore } from '../helpers/stores';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const PREFIX = 'retention';
-
-interface Listed {
-  name: string;
-  start_lsn: string;
-  timeline: number;
-  wal_start: string;
-  finish_time: string;
-}
-
-/** Every key in the store under the walts prefix, sorted (read behind walts' back). */
-async function storeKeys(store: TestStore): Promise<string[]> {
-  if (store.kind === 'file') {
-    const out: string[] = [];
-    const walk = async (dir: string): Promise<void> => {
-      for (const e of await fsp.readdir(dir, { withFileTypes: true })) {
-        const p = join(dir, e.name);
-        if (e.isDirectory()) await walk(p);
-        else if (!e.name.endsWith('.meta.json') && !e.name.startsWith('.tmp.')) out.push(relative(store.dir, p));
-      }
-    };
-    await walk(store.dir);
-    return out.sort();
-  }
-  const client = rawS3Client(store.s3!.endpoint);
-  const out: string[] = [];
-  let token: string | undefined;
-  do {
-    const page = await client.send(new ListObjectsV2Command({ Bucket: store.s3!.bucket, Prefix: `${PREFIX}/`, ContinuationToken: token }));
-    for (const o of page.Contents ?? []) out.push(o.Key!.slice(PREFIX.length + 1));
-    token = page.NextContinuationToken;
-  } while (token);
-  client.destroy();
-  return out.sort();
-}
+const storeKeys = (store: TestStore) => storeKeysUnder(store, PREFIX);
 
 /** A backup's sentinel, read behind walts' back. */
 async function readSentinel(store: TestStore, name: string): Promise<{ volumes: { key: string }[]; manifest: { key: string } }> {
@@ -70,13 +38,6 @@ async function readSentinel(store: TestStore, name: string): Promise<{ volumes: 
   client.destroy();
   return JSON.parse(text);
 }
-
-/** WAL file names (codec suffix removed) among store keys. */
-function walNames(keys: readonly string[]): string[] {
-  return keys.map((k) => parseWalKey(k)?.name.name).filter((n): n is string => n !== undefined);
-}
-
-const backupFolders = (keys: readonly string[]) => [...new Set(keys.filter((k) => k.startsWith('walts_v1/basebackups/')).map((k) => k.split('/')[2]!))].sort();
 
 /** The walts binary as a child process we can signal (runWalts only resolves at the end). */
 function spawnWalts(args: string[], env: Record<string, string>): { child: ChildProcess; done: Promise<RunResult> } {
@@ -103,43 +64,6 @@ async function waitFor(what: string, cond: () => Promise<boolean> | boolean, tim
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await sleep(50);
   }
-}
-
-/** Helpers around one source cluster archiving into one store. */
-function harness(reg: ClusterRegistry, getEnv: () => Record<string, string>) {
-  let restores = 0;
-  const walts = (args: string[], extra: Record<string, string> = {}) => runWalts(args, { ...getEnv(), ...extra }, { timeoutMs: 120_000 });
-  return {
-    walts,
-    async push(c: Cluster, extra: string[] = []): Promise<string> {
-      const r = await runWalts(['backup-push', c.dataDir, '--fast', '--volume-size', '8MiB', ...extra], { ...getEnv(), ...c.pgEnv() }, { timeoutMs: 180_000 });
-      if (r.code !== 0) throw new Error(`backup-push failed (${r.code}): ${r.stderr}\n${c.logTail(30)}`);
-      const done = r.stderr.split('\n').find((l) => l.includes('"backup-push done"'));
-      return (JSON.parse(done ?? '{}') as { backup: string }).backup;
-    },
-    async list(): Promise<Listed[]> {
-      const r = await walts(['backup-list', '--json']);
-      if (r.code !== 0) throw new Error(`backup-list failed (${r.code}): ${r.stderr}`);
-      return JSON.parse(r.stdout) as Listed[];
-    },
-    async names(): Promise<string[]> {
-      return (await this.list()).map((b) => b.name);
-    },
-    /** Restores `name` with `args`, starts it until recovery ends, runs `sql`, and removes it again. */
-    async restoreAndQuery(name: string, args: string[], sql: string, opts: { keep?: boolean; env?: Record<string, string> } = {}): Promise<{ value: string; cluster: Cluster }> {
-      const r = await reg.emptyCluster({ name: `restore-${++restores}`, env: opts.env ?? getEnv() });
-      // keep: the copy goes on archiving into this store as a new timeline (on purpose, for the timeline tests).
-      const fetch = await walts(['backup-fetch', r.dataDir, name, ...args, ...(opts.keep ? ['--archive-mode', 'preserve'] : [])]);
-      if (fetch.code !== 0) throw new Error(`backup-fetch failed (${fetch.code}): ${fetch.stderr}`);
-      await r.prepareRestoredDataDir({ keepSourceSettings: true });
-      if (!opts.keep) r.setConf({ archive_mode: 'off' });
-      await r.start();
-      await r.waitForRecoveryEnd(120_000);
-      const value = await r.psql(sql);
-      if (!opts.keep) await r.destroy();
-      return { value, cluster: r };
-    },
-  };
 }
 
 const MARKS = "select string_agg(id::text, ',' order by id) from marks";
@@ -173,7 +97,7 @@ describe.each<StoreKind>(['file', 's3'])('delete with real PostgreSQL (%s store)
     }
     await addMark();
     expect(await h.names()).toEqual(initial);
-  });
+  }, 600_000); // four backups: minutes on a loaded machine
   afterAll(async () => {
     await reg.cleanupAll();
     await proxy?.stop();

@@ -6,6 +6,7 @@ import { backupKeys, backupName, walKey } from '../../../src/archive/layout';
 import type { BackupSentinel } from '../../../src/backup/sentinel';
 import { fakeSentinel } from '../../helpers/sentinel';
 import { parseWalFileName, segmentName } from '../../../src/postgres/walName';
+import { chooseForTargetTime } from '../../../src/backup/recovery';
 import { planRetention, type RetentionInput, type RetentionPlan, type UnfinishedBackup, type WalObject } from '../../../src/retention/policy';
 
 const SEG = 16 * 1024 * 1024;
@@ -243,5 +244,126 @@ describe('planRetention: timelines', () => {
     const p = planRetention(input([...TL, dead], TLWAL), { kind: 'retain', count: 2 });
     expect(actions(p)).toMatchObject({ [TL[2]!.name]: 'delete', [TL[3]!.name]: 'keep', [dead.name]: 'keep' });
     expect(p.walCutoff).toBe(seg(2, 8));
+  });
+});
+
+describe('planRetention: window (recovery window, measured from nowMs)', () => {
+  const DAY = 24 * HOUR;
+  const win = (ms: number, text: string) => ({ kind: 'window' as const, durationMs: ms, text });
+  const reason = (p: RetentionPlan, name: string) => p.backups.find((b) => b.name === name)?.reason;
+
+  it('keeps every backup finished inside the window and the newest finished before its start; WAL from that one on', () => {
+    // Start: 2026-11-18 12:00:00; B[1] finished 11-18 01:00 (before), B[2] and B[3] inside.
+    const p = planRetention(input([...B], WAL), win(3 * DAY, '3d'));
+    expect(actions(p)).toEqual({ [B[0].name]: 'delete', [B[1].name]: 'keep', [B[2].name]: 'keep', [B[3].name]: 'keep' });
+    expect(p.window).toEqual({ start: '2026-11-18 12:00:00+00', startMs: Date.parse('2026-11-18T12:00:00Z'), anchor: B[1].name });
+    expect(reason(p, B[1].name)).toBe('newest before the window start: needed to restore to 2026-11-18 12:00:00+00');
+    expect(reason(p, B[2].name)).toBe('inside the 3d window (finished after 2026-11-18 12:00:00+00)');
+    expect(reason(p, B[0].name)).toBe(`finished before the window start (2026-11-18 12:00:00+00); ${B[1].name} is newer and restores to it`);
+    expect(p.walCutoff).toBe(seg(1, 4));
+    expect(deletedWal(p)).toEqual(walRange(1, 1, 3));
+  });
+
+  it('what `delete before <window start>` would do is one backup short: the window start could not be restored', () => {
+    const before = planRetention(input([...B], WAL), { kind: 'before-time', epochMs: Date.parse('2026-11-18T12:00:00Z'), text: 'start' });
+    expect(actions(before)[B[1].name]).toBe('delete');
+    expect(actions(planRetention(input([...B], WAL), win(3 * DAY, '3d')))[B[1].name]).toBe('keep');
+  });
+
+  it('a backup finishing exactly at the window start is the one a restore to it starts from; the older ones go', () => {
+    // 59 h before NOW is 2026-11-19 01:00:00, B[2]'s finish.
+    const p = planRetention(input([...B], WAL), win(59 * HOUR, '59h'));
+    expect(actions(p)).toEqual({ [B[0].name]: 'delete', [B[1].name]: 'delete', [B[2].name]: 'keep', [B[3].name]: 'keep' });
+    expect(reason(p, B[2].name)).toBe('finished at the window start: needed to restore to 2026-11-19 01:00:00+00');
+    expect(p.walCutoff).toBe(seg(1, 6));
+  });
+
+  it('a backup finishing 1 ms after the window start is inside it, and cannot restore to the start: the one before stays', () => {
+    const late = backup(1, 6, '2026-11-19T01:00:00.001Z');
+    const p = planRetention(input([B[0], B[1], late, B[3]], WAL), win(59 * HOUR, '59h'));
+    expect(actions(p)).toEqual({ [B[0].name]: 'delete', [B[1].name]: 'keep', [late.name]: 'keep', [B[3].name]: 'keep' });
+    expect(p.window?.anchor).toBe(B[1].name);
+    expect(reason(p, late.name)).toMatch(/^inside the 59h window/);
+  });
+
+  it('the start is rounded down to a whole second: the time printed is restorable from what is kept', () => {
+    // now = 12:00:00.700, 3d: now - 3d = 11-18 12:00:00.700, printed and used as 12:00:00.
+    const atStart = backup(1, 6, '2026-11-18T12:00:00.500Z');
+    const p = planRetention(input([B[0], B[1], atStart, B[3]], WAL, { nowMs: NOW + 700 }), win(3 * DAY, '3d'));
+    expect(p.window?.start).toBe('2026-11-18 12:00:00+00');
+    // It finished after the printed start, so a restore to that second starts from B[1].
+    expect(p.window?.anchor).toBe(B[1].name);
+    expect(actions(p)).toEqual({ [B[0].name]: 'delete', [B[1].name]: 'keep', [atStart.name]: 'keep', [B[3].name]: 'keep' });
+  });
+
+  it('no backup finished before the window start: all are kept (the window reaches back to the oldest finish only)', () => {
+    const p = planRetention(input([...B], WAL), win(5 * DAY, '5d'));
+    expect(p.backups.every((b) => b.action === 'keep')).toBe(true);
+    expect(p.window?.anchor).toBeUndefined();
+    // As with every rule, WAL older than the oldest backup serves no restore.
+    expect(p.walCutoff).toBe(seg(1, 2));
+    expect(deletedWal(p)).toEqual([seg(1, 1)]);
+  });
+
+  it('all backups finished before the window start: the newest stays, with the WAL from its start', () => {
+    const p = planRetention(input([...B], WAL), win(1 * HOUR, '1h'));
+    expect(actions(p)).toEqual({ [B[0].name]: 'delete', [B[1].name]: 'delete', [B[2].name]: 'delete', [B[3].name]: 'keep' });
+    expect(reason(p, B[3].name)).toBe('newest before the window start: needed to restore to 2026-11-21 11:00:00+00');
+    expect(p.walCutoff).toBe(seg(1, 8));
+  });
+
+  it('an empty store: nothing to do', () => {
+    const p = planRetention(input([], WAL), win(1 * DAY, '1d'));
+    expect(p).toMatchObject({ backups: [], walKeys: [], walCutoff: undefined, window: { start: '2026-11-20 12:00:00+00', anchor: undefined } });
+  });
+
+  it('the anchor is the backup backup-fetch LATEST --target-time <window start> picks (newest by start LSN among those finished)', () => {
+    // The one at segment 4 started later but finished earlier than the one at segment 2: both before the start.
+    const early = backup(1, 2, '2026-11-18T05:00:00Z');
+    const later = backup(1, 4, '2026-11-18T03:00:00Z');
+    const backups = [early, later, B[2], B[3]];
+    const p = planRetention(input(backups, WAL), win(3 * DAY, '3d'));
+    expect(p.window?.anchor).toBe(later.name);
+    expect(actions(p)).toEqual({ [early.name]: 'delete', [later.name]: 'keep', [B[2].name]: 'keep', [B[3].name]: 'keep' });
+    for (const days of [1, 2, 3]) {
+      const q = planRetention(input(backups, WAL), win(days * DAY, `${days}d`));
+      expect(q.window?.anchor).toBe(chooseForTargetTime(backups, q.window!.start).name);
+    }
+    // 4d starts before every finish: no anchor, and backup-fetch could not reach that start either.
+    const none = planRetention(input(backups, WAL), win(4 * DAY, '4d'));
+    expect(none.window?.anchor).toBeUndefined();
+    expect(() => chooseForTargetTime(backups, none.window!.start)).toThrow(/before the end of the oldest backup/);
+  });
+
+  it('a backup in progress is untouched and protects its WAL, whatever the window', () => {
+    const running = unfinished(1, 3, { ageHours: 2 });
+    const p = planRetention(input([...B], WAL, { unfinished: [running] }), win(1 * HOUR, '1h'));
+    expect(p.backups.find((b) => b.name === running.name)).toMatchObject({ action: 'keep', complete: false, reason: expect.stringMatching(/in progress/) });
+    expect(actions(p)[B[3].name]).toBe('keep');
+    expect(p.walCutoff).toBe(seg(1, 3));
+  });
+
+  it('a finish time that does not parse is kept', () => {
+    const odd = { ...backup(1, 6, 'x'), finish_time: 'yesterday' };
+    const p = planRetention(input([B[0], B[1], odd, B[3]], WAL), win(1 * HOUR, '1h'));
+    expect(actions(p)[odd.name]).toBe('keep');
+    expect(reason(p, odd.name)).toMatch(/unreadable/);
+  });
+
+  it('timelines: the anchor on timeline 1, newer backups on timeline 2; WAL of both from the anchor on, history kept', () => {
+    const TL = [backup(1, 2, '2026-11-17T01:00:00Z'), backup(1, 4, '2026-11-18T01:00:00Z'), backup(1, 6, '2026-11-19T01:00:00Z'), backup(2, 8, '2026-11-20T01:00:00Z')];
+    const TLWAL = wal(...walRange(1, 1, 9), `${seg(1, 7)}.partial`, ...walRange(2, 7, 10), '00000002.history');
+    // Start 2026-11-19 12:00:00: between the last timeline-1 backup and the timeline-2 one.
+    const p = planRetention(input(TL, TLWAL), win(2 * DAY, '2d'));
+    expect(actions(p)).toEqual({ [TL[0]!.name]: 'delete', [TL[1]!.name]: 'delete', [TL[2]!.name]: 'keep', [TL[3]!.name]: 'keep' });
+    expect(p.window?.anchor).toBe(TL[2]!.name);
+    expect(p.walCutoff).toBe(seg(1, 6));
+    expect(deletedWal(p)).toEqual(walRange(1, 1, 5));
+    expect(p.wal.find((r) => r.first === '00000002.history')).toMatchObject({ action: 'keep' });
+    // A window starting after the switch: the timeline-2 backup is the anchor, timeline 1 before it goes.
+    const q = planRetention(input(TL, TLWAL), win(HOUR, '1h'));
+    expect(actions(q)).toEqual({ [TL[0]!.name]: 'delete', [TL[1]!.name]: 'delete', [TL[2]!.name]: 'delete', [TL[3]!.name]: 'keep' });
+    expect(q.walCutoff).toBe(seg(2, 8));
+    expect(q.walKeys.some((k) => k.includes('history'))).toBe(false);
   });
 });
