@@ -10,7 +10,9 @@ import { backupPushCommand } from './backupPush';
 import { checkCommand } from './check';
 import { deleteCommand } from './delete';
 import { initCommand } from './init';
+import { metricsCommand } from './metrics';
 import { restoreTestCommand } from './restoreTest';
+import { statusCommand } from './status';
 import { verifyCommand } from './verify';
 import { walFetchCommand } from './walFetch';
 import { walPrefetchCommand } from './walPrefetch';
@@ -38,6 +40,8 @@ export async function parseAndRun(args: readonly string[], onCommand: (command: 
     .command(verifyCommand)
     .command(checkCommand)
     .command(restoreTestCommand)
+    .command(statusCommand)
+    .command(metricsCommand)
     .middleware((argv) => {
       command = String(argv._[0] ?? '');
       onCommand(command);
