@@ -29,7 +29,8 @@ export class DigestStream extends Transform {
   }
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
     this.#hash.update(chunk);
-    if (this.bytes < this.keepHead) this.#headChunks.push(chunk.subarray(0, this.keepHead - this.bytes));
+    // A copy: the chunk's memory may be reused once the consumer is done with it (lent LZ4 output).
+    if (this.bytes < this.keepHead) this.#headChunks.push(Buffer.from(chunk.subarray(0, this.keepHead - this.bytes)));
     this.bytes += chunk.length;
     done(null, chunk);
   }
