@@ -65,7 +65,6 @@ export async function decodeObject(
   options: DecodeOptions = {},
 ): Promise<Decoded> {
   const stored = new CountingStream(); // its size is checked; the plain digest is the one that counts
-  const plain = new DigestStream(options.headBytes ?? 0);
   // Where the failure began: a pipeline destroys every stage with the first error, so each stage
   // reports it; the first report names the stage it came from.
   let origin: { where: Origin; err: unknown } | undefined;
@@ -81,6 +80,7 @@ export async function decodeObject(
   // A file is written chunk by chunk here, so each chunk's end of use is known: the decoder may
   // then lend reused buffers (see writeReleasing). Other sinks keep what they are given.
   const lendOutput = !offloaded && sink instanceof WriteStream;
+  const plain = new DigestStream(options.headBytes ?? 0, { objectMode: lendOutput });
   const decoders = offloaded ? [offloaded] : [...deps.codecs.decoders([...codecs], { unauthenticatedStream: options.unauthenticatedStream === true, lendOutput }), plain];
   for (const d of decoders) d.on('error', note('decoder'));
   let consumer: PlainSink;

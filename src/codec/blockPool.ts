@@ -28,8 +28,8 @@ export function giveBack(buf: Buffer): void {
   if (free.length < FREE_LIMIT) free.push(buf);
 }
 
-/** Lent buffers by their memory: whoever holds a chunk of one can give it back. */
-const lentBy = new WeakMap<ArrayBufferLike, { lending: Lending; buf: Buffer }>();
+/** Lent buffers by their memory, with the one chunk lent from each: only that chunk gives it back. */
+const lentBy = new WeakMap<ArrayBufferLike, { lending: Lending; buf: Buffer; chunk: Buffer }>();
 
 /**
  * The buffers one decoder has lent out, at most `limit` at a time: the decoder waits for `room()`
@@ -52,8 +52,9 @@ export class Lending {
   /** Lends the first `length` bytes of `buf` (from `takeBlock`): the chunk to hand on. */
   lend(buf: Buffer, length: number): Buffer {
     this.#out++;
-    lentBy.set(buf.buffer, { lending: this, buf });
-    return buf.subarray(0, length);
+    const chunk = buf.subarray(0, length);
+    lentBy.set(buf.buffer, { lending: this, buf, chunk });
+    return chunk;
   }
 
   /** No more waiting: the decoder is done or destroyed (chunks still out stay released-or-lost). */
@@ -77,12 +78,15 @@ export class Lending {
 }
 
 /**
- * The consumer is done with `chunk`: if it was lent, its buffer may be decoded into again. Anything
- * else (a chunk never lent, or released twice) is left alone.
+ * The consumer is done with `chunk`: if it is the chunk lent, its buffer may be decoded into again.
+ * Anything else (a chunk never lent, a copy, or one released before) is left alone. The chunk must
+ * reach the consumer as the same object: streams between decoder and consumer run in object mode,
+ * since a byte-mode `read()` joins buffered chunks into a new buffer and the originals would never
+ * be released (the decoder would wait for them for ever).
  */
 export function releaseChunk(chunk: Buffer): void {
   const entry = lentBy.get(chunk.buffer);
-  if (!entry) return;
+  if (entry?.chunk !== chunk) return;
   lentBy.delete(chunk.buffer);
   entry.lending.returned(entry.buf);
 }

@@ -81,7 +81,8 @@ export class Lz4FrameDecoder extends Transform {
   #pos = 0;
 
   constructor(lz4: Lz4Native, options: Lz4DecoderOptions = {}) {
-    super();
+    // Lent chunks leave in object mode, each as the object lent (see releaseChunk).
+    super(options.lendOutput ? { readableObjectMode: true } : {});
     this.#lz4 = lz4;
     this.#lending = options.lendOutput ? new Lending(LEND_LIMIT) : undefined;
   }

@@ -24,8 +24,9 @@ export class DigestStream extends Transform {
   #hash = createHash('sha256');
   #headChunks: Buffer[] = [];
   bytes = 0;
-  constructor(private readonly keepHead = 0) {
-    super();
+  /** `objectMode`: hand each chunk on as the same object, never joined with the next (lent chunks). */
+  constructor(private readonly keepHead = 0, options: { objectMode?: boolean } = {}) {
+    super({ objectMode: options.objectMode === true });
   }
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
     this.#hash.update(chunk);

@@ -228,6 +228,15 @@ describe('LZ4 frame decoder', () => {
       expect(seen.size).toBeLessThanOrEqual(3); // seven blocks through at most three buffers
     });
 
+    it('many small blocks (concatenated frames) reach the file one by one: every lent chunk is released', async () => {
+      const pieces = Array.from({ length: 12 }, (_, i) => Buffer.from(`piece ${i} `.repeat(i + 1)));
+      const frames = Buffer.concat(pieces.map((p) => cliCompress(p, ['-B4'])));
+      const path = join(mkdtempSync(join(tmpdir(), 'walts-lz4small-')), 'out');
+      const obj: StoredObject = { key: 'k.lz4', size: frames.length, metadata: {}, body: Readable.from([frames]) };
+      await decodeObject(testDeps(new MemoryStorage()), obj, ['lz4'], createWriteStream(path));
+      expect(readFileSync(path).equals(Buffer.concat(pieces))).toBe(true);
+    });
+
     it('a sink that is not a file keeps fresh buffers of its own', async () => {
       const chunks: Buffer[] = [];
       const obj: StoredObject = { key: 'k.lz4', size: frame.length, metadata: {}, body: Readable.from([frame]) };
