@@ -13,7 +13,10 @@
  * - a decoder or the consumer rejected the content: IntegrityError (CryptoError for decryption),
  *   with the key named; a ConfigError (no private key) passes through unchanged.
  */
+import { WriteStream } from 'node:fs';
 import type { Writable } from 'node:stream';
+import { finished } from 'node:stream/promises';
+import { releaseChunk } from '../codec/blockPool';
 import type { Deps } from '../deps';
 import { CryptoError, IntegrityError, UnavailableError, WaltsError } from '../errors';
 import type { StoredObject } from '../storage/storage';
@@ -62,7 +65,6 @@ export async function decodeObject(
   options: DecodeOptions = {},
 ): Promise<Decoded> {
   const stored = new CountingStream(); // its size is checked; the plain digest is the one that counts
-  const plain = new DigestStream(options.headBytes ?? 0);
   // Where the failure began: a pipeline destroys every stage with the first error, so each stage
   // reports it; the first report names the stage it came from.
   let origin: { where: Origin; err: unknown } | undefined;
@@ -75,11 +77,18 @@ export async function decodeObject(
   // CryptoError) overtake the consumer's own checks of damaged bytes, changing how damage is told.
   const offload = options.offload === true && !codecs.includes('pgp') && canOffload(deps.codecs);
   const offloaded = offload ? new WorkerStage({ kind: 'decode', spec: deps.codecs.spec!, codecs: [...codecs], unauthenticatedStream: options.unauthenticatedStream === true }) : undefined;
-  const decoders = offloaded ? [offloaded] : [...deps.codecs.decoders([...codecs], options.unauthenticatedStream ? { unauthenticatedStream: true } : undefined), plain];
+  // A file is written chunk by chunk here, so each chunk's end of use is known: the decoder may
+  // then lend reused buffers (see writeReleasing). Other sinks keep what they are given.
+  const lendOutput = !offloaded && sink instanceof WriteStream;
+  const plain = new DigestStream(options.headBytes ?? 0, { objectMode: lendOutput });
+  const decoders = offloaded ? [offloaded] : [...deps.codecs.decoders([...codecs], { unauthenticatedStream: options.unauthenticatedStream === true, lendOutput }), plain];
   for (const d of decoders) d.on('error', note('decoder'));
   let consumer: PlainSink;
   if (typeof sink === 'function') {
     consumer = (s: AsyncIterable<Buffer>) => sink(s).catch((err: unknown) => Promise.reject((note('sink')(err), err)));
+  } else if (lendOutput) {
+    sink.on('error', note('sink'));
+    consumer = writeReleasing(sink as WriteStream, note('sink'));
   } else {
     sink.on('error', note('sink'));
     consumer = sink;
@@ -96,6 +105,33 @@ export async function decodeObject(
   }
   if (offloaded) return { storedBytes: stored.bytes, plainBytes: offloaded.result!.plainBytes, sha256: offloaded.result!.sha256, head: Buffer.alloc(0) };
   return { storedBytes: stored.bytes, plainBytes: plain.bytes, sha256: plain.digest(), head: plain.head() };
+}
+
+/**
+ * Writes the plain chunks to a file one at a time and releases each (`releaseChunk`) once its write
+ * completed: fs.WriteStream calls a write's callback after fs.write returned, when the kernel holds
+ * the bytes, so nothing reads the chunk's memory any more and the decoder may decode into it again.
+ * The stages before (DigestStream, CountingStream) pass chunks on without keeping them. Like a
+ * pipeline's last stage: ended on success, destroyed (closing its file) on any failure.
+ */
+function writeReleasing(file: WriteStream, onWriteError: (err: unknown) => void): (plain: AsyncIterable<Buffer>) => Promise<void> {
+  const write = (chunk: Buffer) =>
+    new Promise<void>((resolve, reject) => {
+      file.write(chunk, (err) => (err ? (onWriteError(err), reject(err)) : resolve()));
+    });
+  return async (plain) => {
+    try {
+      for await (const chunk of plain) {
+        await write(chunk);
+        releaseChunk(chunk);
+      }
+      file.end();
+      await finished(file);
+    } catch (err) {
+      file.destroy();
+      throw err;
+    }
+  };
 }
 
 /**

@@ -33,10 +33,12 @@ export class CodecSet {
 
   /** Decoders for a suffix list as returned by `splitCodecSuffix`, outermost first. */
   decoders(codecNames: readonly string[], options?: DecodeOptions): Duplex[] {
-    return [...codecNames].reverse().map((name) => {
+    const innermost = codecNames.length - 1;
+    return [...codecNames].reverse().map((name, i) => {
       const codec = this.#byName.get(name);
       if (!codec) throw new IntegrityError(`unknown codec suffix .${name}`);
-      return codec.decoder(options);
+      // Only the last decoder's output reaches the caller, who releases it; the others feed a decoder.
+      return codec.decoder(i === innermost || !options?.lendOutput ? options : { ...options, lendOutput: false });
     });
   }
 }

@@ -22,4 +22,10 @@ export interface DecodeOptions {
    * restore before it is usable (pg_control is put in place last).
    */
   readonly unauthenticatedStream?: boolean;
+  /**
+   * The caller calls `releaseChunk` (blockPool.ts) on every output chunk once nothing reads it any
+   * more, so a decoder may lend reused buffers instead of fresh ones. `CodecSet.decoders` passes it
+   * to the innermost decoder only (the one whose output is the plain bytes); codecs may ignore it.
+   */
+  readonly lendOutput?: boolean;
 }

@@ -1,10 +1,10 @@
 import type { Duplex } from 'node:stream';
 import type { Codec } from './codec';
+import { Lz4FrameDecoder, type Lz4Native } from './lz4Frame';
 
 // The `lz4` package is a native addon; loaded on first use so commands that never compress skip it.
-type Lz4Module = {
+type Lz4Module = Lz4Native & {
   createEncoderStream(options?: Record<string, unknown>): Duplex;
-  createDecoderStream(options?: Record<string, unknown>): Duplex;
 };
 let lz4: Lz4Module | undefined;
 function lz4Module(): Lz4Module {
@@ -16,12 +16,14 @@ const BLOCK_SIZE = 4 << 20;
 
 /**
  * LZ4 frame format (the one `lz4 -d` reads): independent 4 MiB blocks and a content checksum
- * (xxHash32 of the whole plain stream), so the stock tool verifies what it decodes.
+ * (xxHash32 of the whole plain stream), so the stock tool verifies what it decodes. Written by the
+ * package's encoder stream; read by our own frame parser (lz4Frame.ts) around the package's block
+ * decoder, which accepts what `lz4` writes and reuses its buffers.
  */
 export const lz4Codec: Codec = {
   name: 'lz4',
   encoder: () => gatherInOneBuffer(lz4Module().createEncoderStream({ blockMaxSize: BLOCK_SIZE, streamChecksum: true, blockChecksum: false })),
-  decoder: () => lz4Module().createDecoderStream(),
+  decoder: (options) => new Lz4FrameDecoder(lz4Module(), { lendOutput: options?.lendOutput === true }),
 };
 
 /** The parts of the lz4 package's encoder stream (lib/encoder_stream.js, 0.6.x) used below. */

@@ -24,12 +24,14 @@ export class DigestStream extends Transform {
   #hash = createHash('sha256');
   #headChunks: Buffer[] = [];
   bytes = 0;
-  constructor(private readonly keepHead = 0) {
-    super();
+  /** `objectMode`: hand each chunk on as the same object, never joined with the next (lent chunks). */
+  constructor(private readonly keepHead = 0, options: { objectMode?: boolean } = {}) {
+    super({ objectMode: options.objectMode === true });
   }
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
     this.#hash.update(chunk);
-    if (this.bytes < this.keepHead) this.#headChunks.push(chunk.subarray(0, this.keepHead - this.bytes));
+    // A copy: the chunk's memory may be reused once the consumer is done with it (lent LZ4 output).
+    if (this.bytes < this.keepHead) this.#headChunks.push(Buffer.from(chunk.subarray(0, this.keepHead - this.bytes)));
     this.bytes += chunk.length;
     done(null, chunk);
   }
