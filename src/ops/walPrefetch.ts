@@ -34,7 +34,7 @@ export const LINGER_MS = 10_000;
 /** However busy, a prefetcher exits this long after it started (the next Node call starts another). */
 export const MAX_LIFE_MS = 30 * 60_000;
 /** How often the lingering prefetcher looks at its spool without an inotify event. */
-const TICK_MS = 100;
+const TICK_MS = 250;
 
 export interface PrefetchArgs {
   /** The segment just served (X). */
@@ -51,8 +51,9 @@ export interface PrefetchArgs {
   readonly holdFor?: number;
   /** Stay this long without work, answering requests (default 0: exit after the window; the CLI's default is LINGER_MS). */
   readonly lingerMs?: number;
-  /** Test seams: the clock, and a wait between a request's store answer and its answer file. */
+  /** Test seams: the clock; a request joined a download (`fresh`: started for it); before an answer is written. */
   readonly now?: () => number;
+  readonly onJoined?: (ask: Ask, fresh: boolean) => void;
   readonly beforeAnswer?: (ask: Ask, status: AnswerStatus) => Promise<void>;
 }
 
@@ -196,17 +197,19 @@ class Spool {
     let current = [...window];
     let first: WindowResult | undefined;
     let more = false;
-    const fill = (names: readonly string[]): Promise<void> =>
-      this.runWindow(names).then(async (r) => {
-        if (first === undefined) {
-          first = r;
-          // No names listed any more: bin/walts waits for a listed name only while it is fetched.
-          await handOverLock(dir, this.args.pid ?? process.pid, []).catch(() => undefined);
-        }
-        more = r.end === undefined && r.error === undefined;
-        this.#lastActivity = now();
-        filling = undefined;
-      });
+    const pid = this.args.pid ?? process.pid;
+    const fill = async (names: readonly string[]): Promise<void> => {
+      // The lock lists the names being fetched (bin/walts waits for those instead of asking).
+      if (first !== undefined) await handOverLock(dir, pid, names).catch(() => undefined);
+      // An empty window (depth 0) sweeps nothing and has nothing to refill.
+      const r: WindowResult = names.length > 0 ? await this.runWindow(names) : { fetched: [], alreadyThere: 0 };
+      first ??= r;
+      // No names listed any more: bin/walts waits for a listed name only while it is fetched.
+      await handOverLock(dir, pid, []).catch(() => undefined);
+      more = names.length > 0 && r.end === undefined && r.error === undefined;
+      this.#lastActivity = now();
+      filling = undefined;
+    };
     let filling: Promise<void> | undefined = fill(current);
     let leftBefore = -1;
     this.#lastActivity = now();
@@ -284,6 +287,7 @@ class Spool {
     else {
       try {
         const d = this.download(ask.name);
+        this.args.onJoined?.(ask, d.fresh);
         try {
           await d.done;
         } catch (err) {

@@ -93,3 +93,52 @@ describe('a lingering prefetcher answers requests', () => {
     expect(r.answered).toEqual({ absent: 2, ready: 1, other: 1 });
   });
 });
+
+describe('"absent" is never an answer obtained before the request', () => {
+  it('a request that joins a window download ending in "not found" asks the store again (the file arrived meanwhile): "ready"', async () => {
+    const X = name(3);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let held = false;
+    const aside = new Map<string, MemoryStorage['objects'] extends Map<string, infer E> ? E : never>();
+    /** X's first GET waits at the gate, then X is missing; the listing that follows puts it back. */
+    class Staged extends MemoryStorage {
+      override async get(key: string) {
+        if (key.includes(X) && !held) {
+          held = true;
+          await gate;
+        }
+        return super.get(key);
+      }
+      override async *list(prefix: string) {
+        yield* super.list(prefix);
+        if (prefix.includes(X.slice(0, 16))) for (const [k, v] of aside) this.objects.set(k, v);
+        aside.clear();
+      }
+    }
+    const store = new Staged();
+    await archive(store, [X]);
+    for (const [k, v] of store.objects) if (k.includes(X)) (aside.set(k, v), store.objects.delete(k));
+    const dir = join(mkdtempSync(join(tmpdir(), 'walts-ask-fresh-')), 'fetch');
+    const stop = new AbortController();
+    const joined: boolean[] = [];
+    const running = walPrefetch(testDeps(store), {
+      after: name(2), segmentSize: SEG_SIZE, dir, depth: 1, concurrency: 1, identity: ID, lingerMs: 600_000, signal: stop.signal,
+      // The request shares the window's download of X, which was asked for before the request existed.
+      onJoined: (_ask, fresh) => {
+        joined.push(fresh);
+        release();
+      },
+    });
+    await until(() => held && existsSync(join(dir, 'ask')));
+    mkdirSync(join(dir, 'ask', 'q.FRESH00001'));
+    writeFileSync(join(dir, 'ask', 'q.FRESH00001.ask'), askText(X));
+    const answer = join(dir, 'ask', 'q.FRESH00001', 'answer');
+    await until(() => existsSync(answer));
+    expect(joined).toEqual([false]);
+    expect(readFileSync(answer, 'utf8').split('\n')[0]).toBe('walts-answer-1 ready q.FRESH00001');
+    expect(existsSync(join(dir, `${X}.rec`))).toBe(true);
+    stop.abort();
+    expect((await running).end).toBe(X); // the window's own (older) "not found"
+  });
+});
