@@ -463,6 +463,11 @@ async function main(): Promise<number> {
       await ok(WALTS_BIN, ['init'], wEnv);
       await pushChain('walts', (pgdata, n) => timed(WALTS_BIN, ['wal-push', `pg_wal/${n}`], wEnv, pgdata));
       methods.push({ label: 'walts', env: wEnv, restoreCommand: () => waltsCommand('wal-fetch %f %p') });
+      // --baseline: the other build replays the same chain from the same store, in the same rounds.
+      if (o.baseline) {
+        const bin = o.baseline;
+        methods.push({ label: 'walts baseline', env: wEnv, restoreCommand: () => `PATH='${dirname(process.execPath)}':"$PATH" '${bin}' wal-fetch %f %p` });
+      }
       if (pgbrBin) {
         // Pushed as root with a sync config; fetched by the restored server (user postgres) in async
         // mode with its own lock and spool paths inside that cluster's directory.

@@ -21,6 +21,9 @@
  *   end                           the first name the last prefetcher was told "not found" for
  *   served.log                    one line per segment served from the spool (sh or Node)
  *   prefetch.log                  the prefetcher's own log (JSON lines)
+ *   ask/q.RANDOM, ask/q.RANDOM.ask  a request from bin/walts to the lingering prefetcher, and its
+ *                                 answer inside the directory (prefetchAsk.ts)
+ *   asked.log                     one line per answer a call used (`NAME absent`, `NAME ready`)
  *
  * The record is read by POSIX sh `read`, so it is words and lines only:
  *   line 1: walts-spool-1 ST_DEV ST_INO SIZE MTIME CTIME SHA256

@@ -70,7 +70,10 @@ export async function startPrefetcher(args: StartPrefetchArgs): Promise<{ outcom
   const fd = openSync(logPath, 'a', 0o600);
   let pid: number | undefined;
   try {
-    const child = spawn(process.execPath, [ENTRY, 'wal-prefetch', args.after, args.dest, '--segment-size', String(args.segmentSize)], {
+    // Started while this call still downloads its own segment (or about to exit): the child loads
+    // its modules now and holds its downloads until this process is gone, so that on two cores it
+    // does not slow down the call PostgreSQL waits for (docs/performance.md, measured).
+    const child = spawn(process.execPath, [ENTRY, 'wal-prefetch', args.after, args.dest, '--segment-size', String(args.segmentSize), '--hold-for', String(process.pid)], {
       detached: true,
       stdio: ['ignore', fd, fd],
       env: args.env,

@@ -6,21 +6,35 @@
  *
  * Every file goes through wal-fetch's one fetch path (`fetchWalFile`: decode, recorded digest and
  * size, segment header, temp file, fsync, rename), then gets its record (fetchSpool.ts). One
- * prefetcher per spool (prefetch.lock). It stops quietly at the first "not found" (the end of the
- * archived WAL, remembered in `end` so that calls past the end do not start another), and at any
- * error (logged to prefetch.log, which is where its stderr goes): the foreground wal-fetch asks the
- * store itself for anything the spool does not have, so a prefetcher can only ever save time.
- * It never touches `%p`, and keeps only its window in the spool (older segments are removed).
+ * prefetcher per spool (prefetch.lock). A window stops quietly at the first "not found" (the end of
+ * the archived WAL, remembered in `end` so that Node calls past the end do not start another), and
+ * at any error (logged to prefetch.log, which is where its stderr goes): the foreground wal-fetch
+ * asks the store itself for anything the spool does not have, so a prefetcher can only ever save
+ * time. It never touches `%p`, and keeps only its window in the spool (older segments are removed).
+ *
+ * Started by a wal-fetch that is still downloading its own segment, it holds its downloads until
+ * that process has exited (`holdFor`): on two cores they would compete with the call PostgreSQL
+ * waits for. After its window it lingers (`lingerMs`, LINGER_MS by default) answering requests from
+ * bin/walts (prefetchAsk.ts) with fresh store answers, and refilling the window as PostgreSQL
+ * consumes it; it exits after that long without a request or a consumed segment.
  */
-import { promises as fsp } from 'node:fs';
+import { watch, promises as fsp, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
 import type { Deps } from '../deps';
 import { describeError, NotFoundError } from '../errors';
 import { nextSegment, parseSegmentName, parseWalFileName, segmentName } from '../postgres/walName';
 import { END_FILE, handOverLock, processAlive, recordMatches, releaseLock, removeSpoolFile, takeLock, writeRecord, type SpoolIdentity } from './fetchSpool';
+import { ASK_DIR, pendingAsks, sameStoreAsked, writeAnswer, type Ask, type AnswerStatus } from './prefetchAsk';
 import { isSegmentName } from './pushRecord';
 import { fetchWalFile } from './walFetch';
 import { removeStaleTempFiles } from './walFetchTemp';
+
+/** How long a prefetcher stays after its last work or request (the end of a recovery asks soon). */
+export const LINGER_MS = 10_000;
+/** However busy, a prefetcher exits this long after it started (the next Node call starts another). */
+export const MAX_LIFE_MS = 30 * 60_000;
+/** How often the lingering prefetcher looks at its spool without an inotify event. */
+const TICK_MS = 250;
 
 export interface PrefetchArgs {
   /** The segment just served (X). */
@@ -33,6 +47,14 @@ export interface PrefetchArgs {
   readonly identity: SpoolIdentity;
   readonly pid?: number;
   readonly signal?: AbortSignal;
+  /** Downloads start only once this process (the wal-fetch that started us) is gone. */
+  readonly holdFor?: number;
+  /** Stay this long without work, answering requests (default 0: exit after the window; the CLI's default is LINGER_MS). */
+  readonly lingerMs?: number;
+  /** Test seams: the clock; a request joined a download (`fresh`: started for it); before an answer is written. */
+  readonly now?: () => number;
+  readonly onJoined?: (ask: Ask, fresh: boolean) => void;
+  readonly beforeAnswer?: (ask: Ask, status: AnswerStatus) => Promise<void>;
 }
 
 export interface PrefetchResult {
@@ -43,6 +65,8 @@ export interface PrefetchResult {
   /** The first name the store said it does not have. */
   readonly end?: string;
   readonly error?: string;
+  /** Requests answered while lingering, by status. */
+  readonly answered?: Record<string, number>;
 }
 
 /** X+1..X+depth on X's timeline. */
@@ -56,23 +80,88 @@ export function prefetchWindow(after: string, segmentSize: number, depth: number
   return names;
 }
 
+interface WindowResult {
+  fetched: string[];
+  alreadyThere: number;
+  end?: string;
+  error?: string;
+}
+
 export async function walPrefetch(deps: Deps, args: PrefetchArgs): Promise<PrefetchResult> {
   const pid = args.pid ?? process.pid;
+  const now = args.now ?? Date.now;
+  const started = now();
   const window = prefetchWindow(args.after, args.segmentSize, args.depth);
   await fsp.mkdir(args.dir, { recursive: true, mode: 0o700 });
   if (!(await takeLock(args.dir, pid, window))) return { skipped: 'another prefetcher is running for this spool', fetched: [], alreadyThere: 0 };
   // A lock taken for us by bin/walts names no window yet: the next call waits only for listed names.
   await handOverLock(args.dir, pid, window);
+  const spool = new Spool(deps, args);
   try {
-    const missing = await sweep(deps, args.dir, window, args.identity);
+    const linger = args.lingerMs ?? 0;
+    // Requests are taken only by a lingering prefetcher (the one the CLI starts).
+    if (linger > 0) await fsp.mkdir(join(args.dir, ASK_DIR), { recursive: true, mode: 0o700 }).catch(() => undefined);
+    if (args.holdFor !== undefined) await waitGone(args.holdFor, args.signal);
+    if (linger <= 0) {
+      const first = await spool.runWindow(window);
+      return { fetched: first.fetched, alreadyThere: first.alreadyThere, end: first.end, error: first.error };
+    }
+    const { first, answered } = await spool.run(window, linger, started);
+    return { fetched: first.fetched, alreadyThere: first.alreadyThere, end: first.end, error: first.error, answered };
+  } finally {
+    spool.close();
+    await releaseLock(args.dir, pid);
+  }
+}
+
+/** Waits (polling: it is our parent, about to exit) until `pid` is gone. */
+async function waitGone(pid: number, signal?: AbortSignal): Promise<void> {
+  while (processAlive(pid) && !signal?.aborted) await new Promise((r) => setTimeout(r, 5));
+}
+
+class Spool {
+  /** Downloads under way, by name, shared by the window and the requests. */
+  readonly #inflight = new Map<string, Promise<void>>();
+  readonly #seen = new Set<string>();
+  /** Names fetched for a request: never swept while they wait for their asker. */
+  readonly #keep = new Set<string>();
+  readonly #answered: Record<string, number> = {};
+  readonly #askDir: string;
+  #watcher: FSWatcher | undefined;
+  #wake: (() => void) | undefined;
+  #lastActivity = 0;
+  /** A segment PostgreSQL asked for that was not in the window: the next window starts after it. */
+  #retarget: string | undefined;
+
+  constructor(
+    readonly deps: Deps,
+    readonly args: PrefetchArgs,
+  ) {
+    this.#askDir = join(args.dir, ASK_DIR);
+  }
+
+  /** Downloads `name` into the spool with its record (one download per name at a time). */
+  download(name: string): { done: Promise<void>; fresh: boolean } {
+    const running = this.#inflight.get(name);
+    if (running) return { done: running, fresh: false };
+    const done = fetchWalFile(this.deps, parseWalFileName(name)!, join(this.args.dir, name), { signal: this.args.signal, durable: true })
+      .then((r) => writeRecord(this.args.dir, name, r.sha256, this.args.identity))
+      .finally(() => this.#inflight.delete(name));
+    this.#inflight.set(name, done);
+    return { done, fresh: true };
+  }
+
+  async runWindow(window: readonly string[]): Promise<WindowResult> {
+    const { dir, identity, concurrency, signal } = this.args;
+    const missing = await sweep(this.deps, dir, window, identity, this.#keep);
     const fetched: string[] = [];
     const stop: { end?: string; error?: string } = {};
     let next = 0;
     const worker = async (): Promise<void> => {
-      while (next < missing.length && stop.end === undefined && stop.error === undefined && !args.signal?.aborted) {
+      while (next < missing.length && stop.end === undefined && stop.error === undefined && !signal?.aborted) {
         const name = missing[next++]!;
         try {
-          await fetchWalFile(deps, parseWalFileName(name)!, join(args.dir, name), { signal: args.signal, durable: true }).then((r) => writeRecord(args.dir, name, r.sha256, args.identity));
+          await this.download(name).done;
           fetched.push(name);
         } catch (err) {
           if (err instanceof NotFoundError) {
@@ -84,13 +173,140 @@ export async function walPrefetch(deps: Deps, args: PrefetchArgs): Promise<Prefe
         }
       }
     };
-    await Promise.all(Array.from({ length: Math.max(1, Math.min(args.concurrency, missing.length)) }, worker));
+    await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, missing.length)) }, worker));
     // `end` is rewritten only with what this run learnt: a new end, or none within the whole window.
-    if (stop.end !== undefined) await fsp.writeFile(join(args.dir, END_FILE), `${stop.end}\n`).catch(() => undefined);
-    else if (stop.error === undefined && !args.signal?.aborted && fetched.length === missing.length) await fsp.rm(join(args.dir, END_FILE), { force: true });
+    if (stop.end !== undefined) await fsp.writeFile(join(dir, END_FILE), `${stop.end}\n`).catch(() => undefined);
+    else if (stop.error === undefined && !signal?.aborted && fetched.length === missing.length) await fsp.rm(join(dir, END_FILE), { force: true });
     return { fetched, alreadyThere: window.length - missing.length, ...stop };
-  } finally {
-    await releaseLock(args.dir, pid);
+  }
+
+  /**
+   * The first window, then more: answers requests all along, refills the window when PostgreSQL
+   * has taken half of it (or starts one after a segment it asked for), and goes on until `lingerMs`
+   * pass without a request, a download or a consumed segment.
+   */
+  async run(window: readonly string[], lingerMs: number, started: number): Promise<{ first: WindowResult; answered: Record<string, number> }> {
+    const { dir, depth, segmentSize, signal } = this.args;
+    const now = this.args.now ?? Date.now;
+    try {
+      this.#watcher = watch(this.#askDir, () => this.#wake?.());
+      this.#watcher.on('error', () => undefined);
+    } catch {
+      // No inotify here: the poll alone.
+    }
+    let current = [...window];
+    let first: WindowResult | undefined;
+    let more = false;
+    const pid = this.args.pid ?? process.pid;
+    const fill = async (names: readonly string[]): Promise<void> => {
+      // The lock lists the names being fetched (bin/walts waits for those instead of asking).
+      if (first !== undefined) await handOverLock(dir, pid, names).catch(() => undefined);
+      // An empty window (depth 0) sweeps nothing and has nothing to refill.
+      const r: WindowResult = names.length > 0 ? await this.runWindow(names) : { fetched: [], alreadyThere: 0 };
+      first ??= r;
+      // No names listed any more: bin/walts waits for a listed name only while it is fetched.
+      await handOverLock(dir, pid, []).catch(() => undefined);
+      more = names.length > 0 && r.end === undefined && r.error === undefined;
+      this.#lastActivity = now();
+      filling = undefined;
+    };
+    let filling: Promise<void> | undefined = fill(current);
+    let leftBefore = -1;
+    this.#lastActivity = now();
+    while (!signal?.aborted && (filling !== undefined || now() - this.#lastActivity < lingerMs) && now() - started < MAX_LIFE_MS) {
+      // The spool must still be ours (deleted, or another prefetcher's lock): leave.
+      if (!(await this.stillOurs())) break;
+      await this.answerPending();
+      if (filling === undefined) {
+        let after = this.#retarget;
+        this.#retarget = undefined;
+        let left = 0;
+        for (const n of current) if (await this.present(n)) left++;
+        // PostgreSQL taking files from the spool is activity too (a replay in progress).
+        if (left !== leftBefore) this.#lastActivity = now();
+        leftBefore = left;
+        if (after === undefined && more && left * 2 <= depth) after = await this.lastTaken(current);
+        for (const n of this.#keep) if (!(await this.present(n))) this.#keep.delete(n);
+        if (after !== undefined) {
+          current = prefetchWindow(after, segmentSize, depth);
+          this.#lastActivity = now();
+          filling = fill(current);
+        }
+      }
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, TICK_MS);
+        this.#wake = () => {
+          clearTimeout(t);
+          r();
+        };
+      });
+      this.#wake = undefined;
+    }
+    await filling;
+    await Promise.allSettled([...this.#inflight.values()]);
+    return { first: first ?? { fetched: [], alreadyThere: 0 }, answered: this.#answered };
+  }
+
+  close(): void {
+    this.#watcher?.close();
+  }
+
+  async stillOurs(): Promise<boolean> {
+    const text = await fsp.readFile(join(this.args.dir, 'prefetch.lock'), 'utf8').catch(() => undefined);
+    return text !== undefined && Number(text.split('\n')[0]) === (this.args.pid ?? process.pid);
+  }
+
+  present(name: string): Promise<boolean> {
+    return fsp.access(join(this.args.dir, name)).then(() => true, () => false);
+  }
+
+  /** The highest name of the window no longer in the spool (taken by PostgreSQL). */
+  async lastTaken(window: readonly string[]): Promise<string | undefined> {
+    let last: string | undefined;
+    for (const n of window) if (!this.#inflight.has(n) && !(await this.present(n))) last = n;
+    if (last !== undefined) this.#lastActivity = (this.args.now ?? Date.now)();
+    return last;
+  }
+
+  async answerPending(): Promise<void> {
+    for (const ask of await pendingAsks(this.#askDir, this.#seen)) {
+      this.#seen.add(ask.nonce);
+      this.#lastActivity = (this.args.now ?? Date.now)();
+      void this.answer(ask);
+    }
+  }
+
+  /**
+   * One request: `ready` once the file is in the spool with its record, `absent` only on a store
+   * "not found" for a request issued after this request was read (never from `end`, never from a
+   * download that was already under way when it came).
+   */
+  async answer(ask: Ask): Promise<void> {
+    let status: AnswerStatus;
+    if (!sameStoreAsked(ask, this.args.identity)) status = 'other';
+    else {
+      try {
+        const d = this.download(ask.name);
+        this.args.onJoined?.(ask, d.fresh);
+        try {
+          await d.done;
+        } catch (err) {
+          if (d.fresh || !(err instanceof NotFoundError)) throw err;
+          await this.download(ask.name).done; // that "not found" predates the request: ask again
+        }
+        status = 'ready';
+        this.#keep.add(ask.name);
+        if (isSegmentName(ask.name)) this.#retarget = ask.name;
+      } catch (err) {
+        status = err instanceof NotFoundError ? 'absent' : 'error';
+        if (status === 'error') this.deps.log.info({ wal: ask.name, err: describeError(err) }, 'could not answer a request; the caller asks the store itself');
+        if (status === 'absent' && isSegmentName(ask.name)) await fsp.writeFile(join(this.args.dir, END_FILE), `${ask.name}\n`).catch(() => undefined);
+      }
+    }
+    this.#answered[status] = (this.#answered[status] ?? 0) + 1;
+    await this.args.beforeAnswer?.(ask, status);
+    await writeAnswer(this.#askDir, ask, status).catch(() => undefined);
+    this.#lastActivity = (this.args.now ?? Date.now)();
   }
 }
 
@@ -99,14 +315,14 @@ export async function walPrefetch(deps: Deps, args: PrefetchArgs): Promise<Prefe
  * without their file and temp files of dead processes go. Returns the window's names still to fetch
  * (a present file whose record no longer matches is removed and fetched again).
  */
-async function sweep(deps: Deps, dir: string, window: readonly string[], identity: SpoolIdentity): Promise<string[]> {
+async function sweep(deps: Deps, dir: string, window: readonly string[], identity: SpoolIdentity, keep: ReadonlySet<string> = new Set()): Promise<string[]> {
   await removeStaleTempFiles(dir, deps.log, { exists: processAlive });
   const wanted = new Set(window);
   const entries = await fsp.readdir(dir);
   const present = new Set(entries);
   for (const e of entries) {
     const base = e.endsWith('.rec') ? e.slice(0, -4) : e;
-    if (!isSegmentName(base)) continue;
+    if (!isSegmentName(base) || keep.has(base)) continue;
     if (!wanted.has(base) || (e !== base && !present.has(base))) await removeSpoolFile(dir, base);
   }
   const missing: string[] = [];
