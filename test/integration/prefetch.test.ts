@@ -15,43 +15,16 @@ import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { formatRecord } from '../../src/ops/fetchSpool';
-import { nextSegment, parseSegmentName, segmentName } from '../../src/postgres/walName';
+import { parseSegmentName, segmentName } from '../../src/postgres/walName';
 import { startFaultProxy, type FaultProxy } from '../helpers/faultProxy';
 import { trackClusters, type Cluster } from '../helpers/pg';
+import { alive, nextSegmentName, waitUntil } from '../helpers/prefetch';
 import { run, runWalts } from '../helpers/run';
 import { startStore, type StoreKind, type TestStore } from '../helpers/stores';
 
 const SEG = 16 * 1024 * 1024;
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-const next = (name: string, n = 1) => {
-  let id = parseSegmentName(name);
-  for (let i = 0; i < n; i++) id = nextSegment(id);
-  return segmentName(id);
-};
-
-/** Polls (generously: the machine is loaded) until `f` holds; not a timing assertion. */
-async function waitUntil(what: string, f: () => boolean, timeoutMs = 180_000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!f()) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-/** Whether pid runs (not a zombie: nothing reaps orphans in this container). */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return s[s.lastIndexOf(')') + 2] !== 'Z';
-  } catch {
-    return false;
-  }
-}
+const next = nextSegmentName;
 
 function lockPid(spool: string): number | undefined {
   try {

@@ -14,36 +14,14 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { nextSegment, parseSegmentName, segmentName } from '../../src/postgres/walName';
 import { trackClusters, type Cluster } from '../helpers/pg';
+import { alive, nextSegmentName, waitUntil } from '../helpers/prefetch';
 import { baseEnv, runWalts, WALTS_BIN } from '../helpers/run';
 import { startStore, waltsCommand, type StoreKind, type TestStore } from '../helpers/stores';
 
 const SEG = 16 * 1024 * 1024;
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-const next = (name: string, n = 1) => {
-  let id = parseSegmentName(name);
-  for (let i = 0; i < n; i++) id = nextSegment(id);
-  return segmentName(id);
-};
-
-async function waitUntil(what: string, f: () => boolean, timeoutMs = 180_000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!f()) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return s[s.lastIndexOf(')') + 2] !== 'Z';
-  } catch {
-    return false;
-  }
-}
+const next = nextSegmentName;
 
 const lines = (file: string): string[] => (existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter(Boolean) : []);
 

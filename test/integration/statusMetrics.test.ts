@@ -13,7 +13,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
-import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { writeDrillRecord, type DrillRecord } from '../../src/archive/drillRecord';
 import { parseWalKey } from '../../src/archive/layout';
 import { FsStorage } from '../../src/storage/fs';
@@ -23,8 +22,9 @@ import { startFaultProxy, type FaultProxy } from '../helpers/faultProxy';
 import { trackClusters, type Cluster } from '../helpers/pg';
 import { parseMetrics, type ParsedMetrics } from '../helpers/prometheus';
 import { runWalts, WALTS_BIN, type RunResult } from '../helpers/run';
-import { rawS3Client, s3StoreConfig } from '../helpers/s3server';
+import { s3StoreConfig } from '../helpers/s3server';
 import { startStore, waltsCommand, type StoreKind, type TestStore } from '../helpers/stores';
+import { storeKeysUnder } from '../helpers/storeKeys';
 
 jest.setTimeout(600_000);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -37,31 +37,6 @@ async function waitFor<T>(what: string, probe: () => Promise<T | undefined | fal
     if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}`);
     await sleep(200);
   }
-}
-
-/** Every key under the walts prefix, read behind walts' back. */
-async function storeKeys(store: TestStore, prefix: string): Promise<string[]> {
-  if (store.kind === 'file') {
-    const out: string[] = [];
-    const walk = async (dir: string, rel: string): Promise<void> => {
-      for (const e of await fsp.readdir(dir, { withFileTypes: true })) {
-        if (e.isDirectory()) await walk(join(dir, e.name), `${rel}${e.name}/`);
-        else if (!e.name.endsWith('.meta.json') && !e.name.startsWith('.')) out.push(`${rel}${e.name}`);
-      }
-    };
-    await walk(store.dir, '');
-    return out.sort();
-  }
-  const client = rawS3Client(store.s3!.endpoint);
-  const out: string[] = [];
-  let token: string | undefined;
-  do {
-    const page = await client.send(new ListObjectsV2Command({ Bucket: store.s3!.bucket, Prefix: `${prefix}/`, ContinuationToken: token }));
-    for (const o of page.Contents ?? []) out.push(o.Key!.slice(prefix.length + 1));
-    token = page.NextContinuationToken;
-  } while (token);
-  client.destroy();
-  return out.sort();
 }
 
 function storageOf(store: TestStore, prefix: string): Storage {
@@ -162,7 +137,7 @@ describe.each<StoreKind>(['file', 's3'])('status and metrics against real Postgr
     await storage.close();
 
     // Reality, read behind walts' back.
-    const keys = await storeKeys(store, PREFIX);
+    const keys = await storeKeysUnder(store, PREFIX);
     const sentinels = keys.filter((k) => k.endsWith('/sentinel.json'));
     const walObjects = keys.filter((k) => parseWalKey(k) !== undefined);
     const archived = await psqlNumber('select archived_count from pg_stat_archiver');
