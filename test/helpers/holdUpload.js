@@ -28,7 +28,9 @@ function toHold(target) {
   return m[1];
 }
 
-const never = () => new Promise(() => undefined);
+// A promise that never settles does not keep Node alive by itself: a timer does, so the process
+// stays, held, until the test kills it (otherwise it could exit 0 on an empty event loop).
+const never = () => new Promise(() => setInterval(() => undefined, 1 << 30));
 for (const name of ['link', 'rename']) {
   const original = fs.promises[name];
   fs.promises[name] = function (from, to, ...rest) {
