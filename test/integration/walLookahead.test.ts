@@ -104,71 +104,78 @@ describe.each<StoreKind>(['file', 's3'])('look-ahead under real PostgreSQL 15 (%
     // its first look-ahead upload in flight forever, kills walts at that moment and fails the call;
     // it notes whether a record or an object exists for the held segment, before PostgreSQL can call
     // again. Every later call is plain walts.
-    const hook = await reg.tempDir('hook-kill', { forPostgres: true });
-    const calls = join(hook, 'calls.log');
-    const marker = join(hook, 'held');
-    const preload = resolve(__dirname, '../helpers/holdUpload.js');
-    writeFileSync(
-      join(hook, 'archive.sh'),
-      [
-        '#!/bin/sh',
-        // Only a call with other segments waiting has look-ahead work (a reload is asynchronous: the
-        // first calls may come before the pause took effect).
-        `if [ ! -e '${hook}/tried' ] && [ "$(ls pg_wal/archive_status | grep -c '[.]ready$')" -ge 2 ]; then`,
-        `  : > '${hook}/tried'`,
-        `  HOLD_OWN="$1" HOLD_MARKER='${marker}' NODE_OPTIONS='--require ${preload}' ${waltsCommand('wal-push "$2"')} &`,
-        '  pid=$!',
-        `  while [ ! -s '${marker}' ] && kill -0 $pid 2>/dev/null; do sleep 0.05; done`,
-        '  kill -9 $pid 2>/dev/null; wait $pid; rc=$?',
-        `  h=$(cat '${marker}' 2>/dev/null)`,
-        '  if [ -n "$h" ] && [ -e "pg_wal/walts_spool/push/$h" ]; then r=recorded; else r=unrecorded; fi',
-        `  if [ -n "$h" ] && [ -n "$(find '${store.dir}' -name "$h*" 2>/dev/null | head -n 1)" ]; then o=stored; else o=absent; fi`,
-        `  echo "killed $1 held=$h $r $o rc=$rc" >> '${calls}'`,
-        '  exit 1',
-        'fi',
-        `echo "push $1" >> '${calls}'`,
-        waltsCommand('wal-push "$2"'),
-        '',
-      ].join('\n'),
-      { mode: 0o755 },
-    );
-    const archiveCommand = `sh '${hook}/archive.sh' %f %p`;
-    const a = await reg.createCluster({ name: 'k', conf: { archive_mode: 'on', archive_command: waltsCommand('wal-push %p') }, env: { ...store.env, WALTS_RETRY_DEADLINE: '20' } });
-    await a.start();
-    await a.pgbench(['-i', '-s', '2', '-q']);
-    const b = await reg.basebackup(a, { name: 'kb' });
+    // A store of its own: another cluster's WAL in the shared store would be refused (another system id).
+    const own = await startStore(kind, reg, 'cluster-k');
+    chmodSync(own.dir, 0o755);
+    try {
+      const hook = await reg.tempDir('hook-kill', { forPostgres: true });
+      const calls = join(hook, 'calls.log');
+      const marker = join(hook, 'held');
+      const preload = resolve(__dirname, '../helpers/holdUpload.js');
+      writeFileSync(
+        join(hook, 'archive.sh'),
+        [
+          '#!/bin/sh',
+          // Only a call with other segments waiting has look-ahead work (a reload is asynchronous: the
+          // first calls may come before the pause took effect).
+          `if [ ! -e '${hook}/tried' ] && [ "$(ls pg_wal/archive_status | grep -c '[.]ready$')" -ge 2 ]; then`,
+          `  : > '${hook}/tried'`,
+          `  HOLD_OWN="$1" HOLD_MARKER='${marker}' NODE_OPTIONS='--require ${preload}' ${waltsCommand('wal-push "$2"')} &`,
+          '  pid=$!',
+          `  while [ ! -s '${marker}' ] && kill -0 $pid 2>/dev/null; do sleep 0.05; done`,
+          '  kill -9 $pid 2>/dev/null; wait $pid; rc=$?',
+          `  h=$(cat '${marker}' 2>/dev/null)`,
+          '  if [ -n "$h" ] && [ -e "pg_wal/walts_spool/push/$h" ]; then r=recorded; else r=unrecorded; fi',
+          `  if [ -n "$h" ] && [ -n "$(find '${own.dir}' -name "$h*" 2>/dev/null | head -n 1)" ]; then o=stored; else o=absent; fi`,
+          `  echo "killed $1 held=$h $r $o rc=$rc" >> '${calls}'`,
+          '  exit 1',
+          'fi',
+          `echo "push $1" >> '${calls}'`,
+          waltsCommand('wal-push "$2"'),
+          '',
+        ].join('\n'),
+        { mode: 0o755 },
+      );
+      const archiveCommand = `sh '${hook}/archive.sh' %f %p`;
+      const a = await reg.createCluster({ name: 'k', conf: { archive_mode: 'on', archive_command: waltsCommand('wal-push %p') }, env: { ...own.env, WALTS_RETRY_DEADLINE: '20' } });
+      await a.start();
+      await a.pgbench(['-i', '-s', '2', '-q']);
+      const b = await reg.basebackup(a, { name: 'kb' });
 
-    // Segments pile up with archiving paused, so the first call has look-ahead work; then the hook.
-    a.setConf({ archive_command: '' });
-    await a.reload();
-    for (let i = 0; i < 4; i++) await a.psql(`update pgbench_branches set bbalance = bbalance + ${i}; select pg_switch_wal()`);
-    a.setConf({ archive_command: archiveCommand });
-    await a.reload();
-    expect((await a.pgbench(['-c', '2', '-j', '2', '-T', '3', '-n'])).code).toBe(0);
-    const state = await a.psql(STATE_SQL);
-    const last = await a.switchWalAndWaitArchived(120_000);
+      // Segments pile up with archiving paused, so the first call has look-ahead work; then the hook.
+      a.setConf({ archive_command: '' });
+      await a.reload();
+      for (let i = 0; i < 4; i++) await a.psql(`update pgbench_branches set bbalance = bbalance + ${i}; select pg_switch_wal()`);
+      a.setConf({ archive_command: archiveCommand });
+      await a.reload();
+      expect((await a.pgbench(['-c', '2', '-j', '2', '-T', '3', '-n'])).code).toBe(0);
+      const state = await a.psql(STATE_SQL);
+      const last = await a.switchWalAndWaitArchived(120_000);
 
-    const lines = readFileSync(calls, 'utf8').trim().split('\n');
-    const killed = (lines.find((l) => l.startsWith('killed ')) ?? 'none').split(' ');
-    expect(killed[0]).toBe('killed');
-    const held = killed[2]!.replace('held=', '');
-    expect(held).toMatch(/^[0-9A-F]{24}$/);
-    expect(held).not.toBe(killed[1]);
-    expect(killed.slice(3, 5)).toEqual(['unrecorded', 'absent']); // nothing claims the killed upload
-    expect(killed[5]).not.toBe('rc=0');
-    // Pushed again afterwards (by a later call's look-ahead or its own call), and restorable.
-    expect(execFileSync('find', [store.dir, '-name', `${held}*`], { encoding: 'utf8' }).trim()).not.toBe('');
-    const [, failed] = (await a.psql("select archived_count || ',' || failed_count from pg_stat_archiver")).split(',').map(Number);
-    expect(failed).toBe(1);
+      const lines = readFileSync(calls, 'utf8').trim().split('\n');
+      const killed = (lines.find((l) => l.startsWith('killed ')) ?? 'none').split(' ');
+      expect(killed[0]).toBe('killed');
+      const held = killed[2]!.replace('held=', '');
+      expect(held).toMatch(/^[0-9A-F]{24}$/);
+      expect(held).not.toBe(killed[1]);
+      expect(killed.slice(3, 5)).toEqual(['unrecorded', 'absent']); // nothing claims the killed upload
+      expect(killed[5]).not.toBe('rc=0');
+      // Pushed again afterwards (by a later call's look-ahead or its own call), and restorable.
+      expect(execFileSync('find', [own.dir, '-name', `${held}*`], { encoding: 'utf8' }).trim()).not.toBe('');
+      const [, failed] = (await a.psql("select archived_count || ',' || failed_count from pg_stat_archiver")).split(',').map(Number);
+      expect(failed).toBe(1);
 
-    b.env = { ...store.env };
-    await b.setRecovery({ restore_command: waltsCommand('wal-fetch %f %p') });
-    await b.start();
-    await b.waitForRecoveryEnd(180_000);
-    expect(await b.psql(STATE_SQL)).toBe(state);
-    expect(b.log()).toContain(`restored log file "${held}" from archive`);
-    expect(b.log()).toContain(`restored log file "${last}" from archive`);
-    expect(b.log()).not.toMatch(/FATAL|PANIC/);
+      b.env = { ...own.env };
+      await b.setRecovery({ restore_command: waltsCommand('wal-fetch %f %p') });
+      await b.start();
+      await b.waitForRecoveryEnd(180_000);
+      expect(await b.psql(STATE_SQL)).toBe(state);
+      expect(b.log()).toContain(`restored log file "${held}" from archive`);
+      expect(b.log()).toContain(`restored log file "${last}" from archive`);
+      expect(b.log()).not.toMatch(/FATAL|PANIC/);
+    } finally {
+      await own.stop();
+    }
   }, 600_000); // two clusters, pgbench and a restore: over 120 s on a loaded 2-core machine (seen in CI)
 });
 
