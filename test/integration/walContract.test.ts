@@ -278,10 +278,13 @@ describe('wal-push / wal-fetch contract (walts binary, s3rver behind a fault pro
     expect(refused.code).toBe(255);
     expect(existsSync(dest)).toBe(false);
 
-    const again = await push(e, dir, SEG1);
+    // The short deadline above makes the cut push give up; the recovery needs no race against it
+    // (a 1 s deadline failed here in CI under load).
+    const calm = { ...e, WALTS_RETRY_DEADLINE: '60' };
+    const again = await push(calm, dir, SEG1);
     expect(again.code).toBe(0);
     expect(again.stderr).toContain('replacing incomplete object');
-    expect((await fetch(e, SEG1, dest)).code).toBe(0);
+    expect((await fetch(calm, SEG1, dest)).code).toBe(0);
     expect(require('node:fs').readFileSync(dest).equals(seg)).toBe(true);
   });
 
