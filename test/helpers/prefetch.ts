@@ -2,7 +2,8 @@
  * Shared by the prefetch integration tests (prefetch.test.ts, prefetchAsk.test.ts): segment-name
  * arithmetic, polling without timing assertions, and whether a prefetcher process is alive.
  */
-import { readFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { nextSegment, parseSegmentName, segmentName } from '../../src/postgres/walName';
 
 /** The WAL segment name `n` segments after `name`. */
@@ -30,4 +31,13 @@ export function alive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** A directory standing in for PGDATA (restore_command's cwd): pg_wal, and the source's pg_control,
+ * from which wal-fetch reads the segment size to start the prefetcher early. */
+export function scratchPgdata(dir: string, sourceDataDir: string): { dir: string; dest: string; spool: string } {
+  mkdirSync(join(dir, 'pg_wal'), { recursive: true });
+  mkdirSync(join(dir, 'global'));
+  copyFileSync(join(sourceDataDir, 'global', 'pg_control'), join(dir, 'global', 'pg_control'));
+  return { dir, dest: join(dir, 'pg_wal', 'RECOVERYXLOG'), spool: join(dir, 'pg_wal', 'walts_spool', 'fetch') };
 }

@@ -12,13 +12,13 @@
  * - past the end of the archive: exit 1, and no prefetcher started per call.
  */
 import { createHash } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { formatRecord } from '../../src/ops/fetchSpool';
 import { parseSegmentName, segmentName } from '../../src/postgres/walName';
 import { startFaultProxy, type FaultProxy } from '../helpers/faultProxy';
 import { trackClusters, type Cluster } from '../helpers/pg';
-import { alive, nextSegmentName, waitUntil } from '../helpers/prefetch';
+import { alive, nextSegmentName, scratchPgdata, waitUntil } from '../helpers/prefetch';
 import { run, runWalts } from '../helpers/run';
 import { startStore, type StoreKind, type TestStore } from '../helpers/stores';
 
@@ -93,15 +93,7 @@ describe.each<StoreKind>(['file', 's3'])('prefetch during recovery (%s store)', 
     await store?.stop();
   });
 
-  /** A directory standing in for PGDATA, with pg_wal; restore_command's cwd. */
-  function scratch(): { dir: string; dest: string; spool: string } {
-    const dir = join(base, `scratch-${kind}-${++n}`);
-    mkdirSync(join(dir, 'pg_wal'), { recursive: true });
-    // As in a real PGDATA: wal-fetch reads the segment size here to start the prefetcher early.
-    mkdirSync(join(dir, 'global'));
-    copyFileSync(join(a.dataDir, 'global', 'pg_control'), join(dir, 'global', 'pg_control'));
-    return { dir, dest: join(dir, 'pg_wal', 'RECOVERYXLOG'), spool: join(dir, 'pg_wal', 'walts_spool', 'fetch') };
-  }
+  const scratch = () => scratchPgdata(join(base, `scratch-${kind}-${++n}`), a.dataDir);
   /** restore_command as PostgreSQL runs it: %p removed first, cwd = PGDATA. */
   const fetch = (s: { dir: string; dest: string }, name: string, extra: Record<string, string> = {}) => {
     rmSync(s.dest, { force: true });

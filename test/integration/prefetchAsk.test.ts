@@ -12,10 +12,10 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { trackClusters, type Cluster } from '../helpers/pg';
-import { alive, nextSegmentName, waitUntil } from '../helpers/prefetch';
+import { alive, nextSegmentName, scratchPgdata, waitUntil } from '../helpers/prefetch';
 import { baseEnv, runWalts, WALTS_BIN } from '../helpers/run';
 import { startStore, waltsCommand, type StoreKind, type TestStore } from '../helpers/stores';
 
@@ -55,13 +55,7 @@ describe.each<StoreKind>(['file', 's3'])('asking the prefetcher (%s store)', (ki
     await store?.stop();
   });
 
-  function scratch(): { dir: string; dest: string; spool: string } {
-    const dir = join(base, `ask-${kind}-${++n}`);
-    mkdirSync(join(dir, 'pg_wal'), { recursive: true });
-    mkdirSync(join(dir, 'global'));
-    copyFileSync(join(a.dataDir, 'global', 'pg_control'), join(dir, 'global', 'pg_control'));
-    return { dir, dest: join(dir, 'pg_wal', 'RECOVERYXLOG'), spool: join(dir, 'pg_wal', 'walts_spool', 'fetch') };
-  }
+  const scratch = () => scratchPgdata(join(base, `ask-${kind}-${++n}`), a.dataDir);
   const fetch = (s: { dir: string; dest: string }, name: string, extra: Record<string, string> = {}) => {
     rmSync(s.dest, { force: true });
     return runWalts(['wal-fetch', name, 'pg_wal/RECOVERYXLOG'], { ...env, ...extra }, { cwd: s.dir, timeoutMs: 180_000 });
