@@ -74,20 +74,28 @@ function writeWal(dir: string, timeline: number, start: Lsn, data: Buffer): void
   }
 }
 
-/** Consume the stream, writing WAL, until `until(received)` or the stream ends; returns the events that were not WAL. */
-async function consume(stream: WalStream, dir: string, timeline: number, until: (received: Lsn) => boolean): Promise<WalStreamEvent[]> {
+/**
+ * Consume the stream, writing WAL, until `until(consumed)` (the end of the WAL taken from the stream
+ * so far) or the stream ends; returns the events that were not WAL, and where the WAL taken ends.
+ */
+async function consume(stream: WalStream, dir: string, timeline: number, until: (consumed: Lsn) => boolean): Promise<{ other: WalStreamEvent[]; consumed: Lsn }> {
   const other: WalStreamEvent[] = [];
+  let consumed = stream.start;
   // destroyOnReturn false: leaving the loop must not end the stream (the test goes on with it).
   for await (const ev of stream.iterator({ destroyOnReturn: false }) as AsyncIterable<WalStreamEvent>) {
-    if (ev.type === 'xlog-data') writeWal(dir, timeline, ev.start, ev.data);
-    else other.push(ev);
-    if (until(stream.received)) break;
+    if (ev.type === 'xlog-data') {
+      writeWal(dir, timeline, ev.start, ev.data);
+      consumed = ev.start + BigInt(ev.data.length);
+    } else other.push(ev);
+    if (until(consumed)) break;
   }
-  return other;
+  return { other, consumed };
 }
 
 beforeAll(async () => {
-  pg = await reg.createCluster({ name: 'walrecv' });
+  // wal_sender_timeout off: the test stops reading on purpose (backpressure) while its status timer
+  // is manual, and a loaded machine must not turn that into a disconnect.
+  pg = await reg.createCluster({ name: 'walrecv', conf: { wal_sender_timeout: '0' } });
   const hba = path.join(pg.dataDir, 'pg_hba.conf');
   // The unix socket stays trust (the harness' psql and pgbench use it); replication over TCP needs SCRAM.
   fs.writeFileSync(hba, 'local all all trust\nhost replication all 127.0.0.1/32 scram-sha-256\nhost all all 127.0.0.1/32 scram-sha-256\n');
@@ -132,7 +140,8 @@ describe('physical replication over TCP with a .pgpass password', () => {
     // Whole segments, as pg_receivewal: start at the boundary of the segment holding restart_lsn.
     const start = (reserved / SEG) * SEG;
     const clock = manualClock();
-    const stream = await conn.startPhysical({ slot: SLOT, start, timeline: 1, statusIntervalMs: 10_000, clock });
+    const HIGH_WATER_MARK = 4;
+    const stream = await conn.startPhysical({ slot: SLOT, start, timeline: 1, statusIntervalMs: 10_000, clock, highWaterMark: HIGH_WATER_MARK });
     const out = await reg.tempDir('received');
 
     const writer = (async () => {
@@ -141,12 +150,22 @@ describe('physical replication over TCP with a .pgpass password', () => {
       // Complete the segment in progress so that every segment up to here is final in pg_wal.
       return parseLsn(await pg.psql('select pg_switch_wal()'));
     })();
-    let switched: Lsn | undefined;
-    void writer.then((l) => (switched = l));
-    const events = await consume(stream, out, 1, (received) => switched !== undefined && received >= ((switched - 1n) / SEG + 1n) * SEG);
-    const end = ((switched! - 1n) / SEG + 1n) * SEG;
+    // Streaming while pgbench writes: take the first MiB, then stop reading until pgbench is done.
+    const first = await consume(stream, out, 1, (consumed) => consumed >= start + 1024n * 1024n);
+    const switched = await writer;
+    // Backpressure: the WAL written meanwhile waits on the server (and in socket buffers), not in our
+    // memory: the stream holds at most its high-water mark of messages (128 KiB each at most) plus one
+    // socket read, while the server is many MiB ahead.
+    const serverAhead = parseLsn(await pg.psql('select pg_current_wal_flush_lsn()')) - stream.received;
+    const buffered = stream.received - first.consumed;
+    expect(serverAhead).toBeGreaterThan(8n * 1024n * 1024n);
+    expect(buffered).toBeLessThanOrEqual(BigInt((HIGH_WATER_MARK + 1) * 128 * 1024));
+    expect(stream.readableLength).toBeLessThanOrEqual(HIGH_WATER_MARK + 64);
+
+    const end = ((switched - 1n) / SEG + 1n) * SEG;
+    const rest = await consume(stream, out, 1, (consumed) => consumed >= end);
     expect(end / SEG - start / SEG).toBeGreaterThanOrEqual(2n); // segments went by (a boundary was crossed)
-    expect(events.every((e) => e.type === 'keepalive')).toBe(true);
+    expect([...first.other, ...rest.other].every((e) => e.type === 'keepalive')).toBe(true);
 
     // Byte for byte: every completed segment equals the server's own file.
     for (let seg = start / SEG; seg < end / SEG; seg++) {
@@ -179,7 +198,7 @@ describe('physical replication over TCP with a .pgpass password', () => {
     flushed = end;
 
     stream.stop();
-    const after = await consume(stream, out, 1, () => false);
+    const after = (await consume(stream, out, 1, () => false)).other;
     expect(after.some((e) => e.type === 'end-of-timeline')).toBe(false);
     expect(stream.readableEnded).toBe(true);
     // The connection is usable again after the stream.
@@ -204,7 +223,7 @@ describe('physical replication over TCP with a .pgpass password', () => {
 
     const stream = await conn.startPhysical({ slot: SLOT, start: flushed, timeline: 1 });
     const out = await reg.tempDir('timeline1');
-    const events = await consume(stream, out, 1, () => false);
+    const { other: events } = await consume(stream, out, 1, () => false);
     expect(events[events.length - 1]).toEqual({ type: 'end-of-timeline', nextTimeline: 2, nextTimelineStart: switchLsn });
     expect(stream.received).toBe(switchLsn);
   });
