@@ -57,7 +57,8 @@ export interface StartPhysicalOptions {
 }
 
 export class ReplicationConnection {
-  #stream: WalStream | undefined;
+  /** A START_REPLICATION is running (from sending it until the server completes it). */
+  #streaming = false;
   readonly #internals: SessionInternals;
 
   private constructor(readonly session: PgSession) {
@@ -95,7 +96,7 @@ export class ReplicationConnection {
    * START_REPLICATION SLOT ... PHYSICAL: resolves with the stream once the server has begun the copy,
    * or rejects with the server's refusal (ReplicationSlotError 'in-use', 'missing', ...).
    */
-  startPhysical(opts: StartPhysicalOptions): Promise<WalStream> {
+  async startPhysical(opts: StartPhysicalOptions): Promise<WalStream> {
     const sql = startPhysicalReplicationCommand(opts);
     this.#idle();
     const client = this.#internals.client;
@@ -103,60 +104,58 @@ export class ReplicationConnection {
     const transport: CopyBothTransport = {
       sendCopyData: (payload) => con.sendCopyFromChunk(payload),
       sendCopyDone: () => con.endCopyFrom(),
+      // con.stream is read at each call: pg replaces it with the TLS socket after SSL negotiation.
       pause: () => con.stream.pause(),
       resume: () => con.stream.resume(),
     };
-    const stream = new WalStream(transport, {
-      start: opts.start,
-      ...(opts.statusIntervalMs !== undefined ? { statusIntervalMs: opts.statusIntervalMs } : {}),
-      ...(opts.clock ? { clock: opts.clock } : {}),
-      ...(opts.highWaterMark !== undefined ? { highWaterMark: opts.highWaterMark } : {}),
-    });
-    this.#stream = stream;
-    let started = false;
+    // Made when the server answers CopyBothResponse: before that nothing may be sent in copy mode.
+    let stream: WalStream | undefined;
     const onData = (msg: { chunk?: Buffer }) => {
-      if (started && msg.chunk) stream.receive(msg.chunk);
+      if (stream && msg.chunk) stream.receive(msg.chunk);
     };
-    const onCopyDone = () => {
-      if (started) stream.serverCopyDone();
-    };
-    con.on('copyData', onData);
-    con.on('copyDone', onCopyDone);
+    const onCopyDone = () => stream?.serverCopyDone();
+    this.#streaming = true;
     return new Promise<WalStream>((resolve, reject) => {
       const onStart = () => {
-        started = true;
+        stream = new WalStream(transport, {
+          start: opts.start,
+          ...(opts.statusIntervalMs !== undefined ? { statusIntervalMs: opts.statusIntervalMs } : {}),
+          ...(opts.clock ? { clock: opts.clock } : {}),
+          ...(opts.highWaterMark !== undefined ? { highWaterMark: opts.highWaterMark } : {}),
+        });
         resolve(stream);
       };
       con.on('replicationStart', onStart);
+      con.on('copyData', onData);
+      con.on('copyDone', onCopyDone);
       const done = () => {
+        con.off('replicationStart', onStart);
         con.off('copyData', onData);
         con.off('copyDone', onCopyDone);
-        con.off('replicationStart', onStart);
-        this.#stream = undefined;
+        this.#streaming = false;
       };
       client.query({ text: sql, rowMode: 'array', types: RAW_TEXT }).then(
         (r: QueryResult | QueryResult[]) => {
           done();
-          if (!started) {
-            stream.destroy();
+          if (!stream) {
             reject(new ProtocolError('START_REPLICATION completed without starting to stream'));
             return;
           }
+          let end;
           try {
             const sets = resultSets(r);
-            stream.finish(sets.length > 0 ? parseTimelineEnd(sets[0]!) : undefined);
+            end = sets.length > 0 ? parseTimelineEnd(sets[0]!) : undefined;
           } catch (e) {
             stream.fail(e as Error);
+            return;
           }
+          stream.finish(end);
         },
         (e: unknown) => {
           done();
           const err = this.#error(e, opts.slot);
-          if (started) stream.fail(err);
-          else {
-            stream.destroy();
-            reject(err);
-          }
+          if (stream) stream.fail(err);
+          else reject(err);
         },
       );
     });
@@ -180,7 +179,7 @@ export class ReplicationConnection {
   }
 
   #idle(): void {
-    if (this.#stream) throw new Error('a replication stream is running on this connection');
+    if (this.#streaming) throw new Error('a replication stream is running on this connection');
     if (this.session.closed) throw new UnavailableError('the replication connection is closed', { transient: true });
   }
 

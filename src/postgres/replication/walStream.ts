@@ -97,6 +97,10 @@ export class WalStream extends Readable {
     this.#received = options.start;
     this.#transport = transport;
     this.#clock = options.clock ?? realStatusClock;
+    // A failure arrives whenever the server or the network says so, maybe while the consumer is busy
+    // elsewhere: without a listener Node would turn the 'error' event into a process crash. The
+    // consumer still gets the error from iteration, pipeline(), finished() or `errored`.
+    this.on('error', () => undefined);
     const interval = options.statusIntervalMs ?? 0;
     if (interval > 0) this.#stopTimer = this.#clock.every(interval, () => this.#tick());
   }

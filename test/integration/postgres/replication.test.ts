@@ -7,7 +7,7 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { ReplicationSlotError } from '../../../src/errors';
+import { ReplicationSlotError, UnavailableError } from '../../../src/errors';
 import { ReplicationConnection } from '../../../src/postgres/replication/connection';
 import type { StatusClock, WalStream, WalStreamEvent } from '../../../src/postgres/replication/walStream';
 import { DEFAULT_SEGMENT_SIZE, Lsn, formatLsn, parseLsn, segmentName } from '../../../src/postgres/walName';
@@ -226,6 +226,15 @@ describe('physical replication over TCP with a .pgpass password', () => {
     const { other: events } = await consume(stream, out, 1, () => false);
     expect(events[events.length - 1]).toEqual({ type: 'end-of-timeline', nextTimeline: 2, nextTimelineStart: switchLsn });
     expect(stream.received).toBe(switchLsn);
+
+    // Follow onto timeline 2; a walsender that goes away ends the stream with a transient error.
+    const next = await conn.startPhysical({ slot: SLOT, start: switchLsn, timeline: 2 });
+    await pg.psql(`select pg_terminate_backend(${conn.session.backendPid})`);
+    const lost = await consume(next, out, 2, () => false).catch((e: unknown) => e);
+    expect(lost).toBeInstanceOf(UnavailableError);
+    expect((lost as UnavailableError).transient).toBe(true);
+    expect((lost as Error).message).toMatch(/terminating connection due to administrator command/);
+    expect((lost as Error).message).not.toContain('\n');
   });
 
   test('a role without REPLICATION is refused with the server reason', async () => {

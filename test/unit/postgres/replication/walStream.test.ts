@@ -198,3 +198,13 @@ describe('WalStream', () => {
     expect(clock.timers).toBe(0);
   });
 });
+
+describe('WalStream failures with nobody reading', () => {
+  it('do not crash the process; the consumer gets the error when it reads', async () => {
+    const s = new WalStream(fakeTransport(), { start: START });
+    s.fail(new Error('connection lost'));
+    await new Promise((r) => setImmediate(r)); // the 'error' event has been emitted by now
+    expect(s.errored?.message).toBe('connection lost');
+    expect((await failure(s)).message).toBe('connection lost');
+  });
+});
