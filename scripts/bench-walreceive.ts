@@ -19,6 +19,10 @@ const opt = (name: string, dflt: string): string => {
 };
 const SCALE = opt('scale', '10');
 const ROUNDS = Number(opt('rounds', '3'));
+/** A directory for CPU profiles of the walts receiver (node --cpu-prof), or none. */
+const CPU_PROF = opt('cpu-prof', '');
+/** Only these receivers (comma-separated), e.g. `walts` while profiling. */
+const ONLY = opt('only', 'walts,pg_receivewal').split(',');
 const SEG = 16n * 1024n * 1024n;
 const DIST = resolve(__dirname, '../dist/postgres/replication/connection.js');
 
@@ -90,7 +94,7 @@ async function main(): Promise<void> {
     const samples: Record<string, Sample[]> = { walts: [], pg_receivewal: [] };
     const fmt = '--format=TIME %e %U+%S faults %R maxrss %M';
     for (let round = 0; round < ROUNDS; round++) {
-      for (const who of ['walts', 'pg_receivewal'] as const) {
+      for (const who of (['walts', 'pg_receivewal'] as const).filter((w) => ONLY.includes(w))) {
         const dir = join(base, `${who}-${round}`);
         mkdirSync(dir);
         // pg_receivewal starts where the files in its directory end: a zero-filled .partial of the
@@ -99,21 +103,21 @@ async function main(): Promise<void> {
         if (who === 'pg_receivewal') writeFileSync(join(dir, `${segFile(start / SEG)}.partial`), Buffer.alloc(Number(SEG)));
         const r =
           who === 'walts'
-            ? await run('/usr/bin/time', [fmt, process.execPath, child, dir, 'bench', String(start), String(end)], { env, timeoutMs: 600_000 })
+            ? await run('/usr/bin/time', [fmt, process.execPath, ...(CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${CPU_PROF}`] : []), child, dir, 'bench', String(start), String(end)], { env, timeoutMs: 600_000 })
             : await run('/usr/bin/time', [fmt, pgBin('pg_receivewal'), '-D', dir, '--no-sync', '-n', '-E', endText, '-w'], { env, timeoutMs: 600_000 });
         samples[who]!.push(timed(r, who));
       }
       // Same bytes: every whole segment of both receivers.
-      for (const name of readdirSync(join(base, `pg_receivewal-${round}`)).filter((n) => /^[0-9A-F]{24}$/.test(n))) {
+      if (ONLY.length === 2) for (const name of readdirSync(join(base, `pg_receivewal-${round}`)).filter((n) => /^[0-9A-F]{24}$/.test(n))) {
         const a = readFileSync(join(base, `walts-${round}`, name));
         const b = readFileSync(join(base, `pg_receivewal-${round}`, name));
         if (!a.equals(b)) throw new Error(`round ${round}: ${name} differs between walts and pg_receivewal`);
       }
-      for (const who of ['walts', 'pg_receivewal']) rmSync(join(base, `${who}-${round}`), { recursive: true });
+      for (const who of ONLY) rmSync(join(base, `${who}-${round}`), { recursive: true });
     }
     console.log(`WAL received per run: ${mib} MiB (${Number(end - start) / Number(SEG)} segments), pgbench -i -s ${SCALE}; ${ROUNDS} rounds, medians`);
     console.log('receiver        wall s   cpu s   MiB/cpu-s   minor faults   max RSS MiB');
-    for (const [who, xs] of Object.entries(samples)) {
+    for (const [who, xs] of Object.entries(samples).filter(([, xs]) => xs.length > 0)) {
       const cpu = median(xs.map((x) => x.cpu));
       console.log(
         `${who.padEnd(14)} ${median(xs.map((x) => x.wall)).toFixed(2).padStart(6)} ${cpu.toFixed(2).padStart(7)} ${(mib / Math.max(cpu, 0.01)).toFixed(0).padStart(11)} ${String(median(xs.map((x) => x.faults))).padStart(14)} ${median(xs.map((x) => x.rssMb)).toFixed(0).padStart(13)}`,

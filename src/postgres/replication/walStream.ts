@@ -186,7 +186,7 @@ export class WalStream extends Readable {
 
   /** START_REPLICATION completed: `timelineEnd` when the server ended a historic timeline. */
   finish(timelineEnd: TimelineEnd | undefined): void {
-    this.#clearTimer();
+    this.#commandOver();
     if (this.destroyed) return;
     if (!this.#serverCopyDone) {
       this.destroy(new ProtocolError('replication stream: the server completed START_REPLICATION without ending the copy'));
@@ -198,6 +198,7 @@ export class WalStream extends Readable {
 
   /** The server or the connection failed. */
   fail(err: Error): void {
+    this.#commandOver();
     if (!this.destroyed) this.destroy(err);
   }
 
@@ -238,6 +239,12 @@ export class WalStream extends Readable {
     this.#sentCopyDone = true;
     this.#clearTimer();
     this.#transport.sendCopyDone();
+  }
+
+  /** The server has completed (or failed) START_REPLICATION: nothing more may be sent in this copy. */
+  #commandOver(): void {
+    this.#sentCopyDone = true;
+    this.#clearTimer();
   }
 
   #clearTimer(): void {

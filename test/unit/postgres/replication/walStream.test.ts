@@ -193,9 +193,16 @@ describe('WalStream', () => {
   it('a server or connection failure ends the stream with that error, and stops the timer', async () => {
     const clock = manualClock();
     const s = new WalStream(fakeTransport(), { start: START, statusIntervalMs: 1000, clock });
+    const t = fakeTransport();
+    const s2 = new WalStream(t, { start: START, statusIntervalMs: 1000, clock: manualClock() });
     s.fail(new Error('terminating connection due to administrator command'));
     expect((await failure(s)).message).toMatch(/administrator command/);
     expect(clock.timers).toBe(0);
+    // The command is over: nothing is sent on the connection any more (no CopyDone, no status).
+    s2.fail(new Error('requested WAL segment has already been removed'));
+    await failure(s2);
+    expect(s2.sendStatus()).toBe(false);
+    expect(t.sent).toEqual([]);
   });
 });
 
