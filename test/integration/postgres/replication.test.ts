@@ -1,6 +1,6 @@
 /**
  * The physical replication protocol client (src/postgres/replication/) against a real PostgreSQL 15
- * over TCP, as a replication user whose SCRAM password comes from a .pgpass file: slot commands,
+ * over TCP (with TLS, and once without), as a replication user whose SCRAM password comes from a .pgpass file: slot commands,
  * WAL streamed while pgbench writes (equal to the server's own pg_wal segments byte for byte), the
  * slot advancing only to a reported flush position, a second receiver refused, and a historic
  * timeline ending with the next timeline's start.
@@ -12,6 +12,7 @@ import { ReplicationConnection } from '../../../src/postgres/replication/connect
 import type { StatusClock, WalStream, WalStreamEvent } from '../../../src/postgres/replication/walStream';
 import { DEFAULT_SEGMENT_SIZE, Lsn, formatLsn, parseLsn, segmentName } from '../../../src/postgres/walName';
 import { Cluster, chownToPg, trackClusters } from '../../helpers/pg';
+import { runOk } from '../../helpers/run';
 
 const reg = trackClusters();
 const PASSWORD = 'rep:l1cation\\secret';
@@ -93,9 +94,19 @@ async function consume(stream: WalStream, dir: string, timeline: number, until: 
 }
 
 beforeAll(async () => {
+  // TLS on: the stream's backpressure pauses the socket pg reads from, which is the TLS socket then.
+  const certs = await reg.tempDir('certs', { forPostgres: true });
+  await runOk('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.crt', '-subj', '/CN=localhost', '-days', '2'], { cwd: certs });
+  for (const f of ['server.key', 'server.crt']) {
+    await chownToPg(path.join(certs, f));
+    fs.chmodSync(path.join(certs, f), 0o600);
+  }
   // wal_sender_timeout off: the test stops reading on purpose (backpressure) while its status timer
   // is manual, and a loaded machine must not turn that into a disconnect.
-  pg = await reg.createCluster({ name: 'walrecv', conf: { wal_sender_timeout: '0' } });
+  pg = await reg.createCluster({
+    name: 'walrecv',
+    conf: { wal_sender_timeout: '0', ssl: 'on', ssl_cert_file: path.join(certs, 'server.crt'), ssl_key_file: path.join(certs, 'server.key') },
+  });
   const hba = path.join(pg.dataDir, 'pg_hba.conf');
   // The unix socket stays trust (the harness' psql and pgbench use it); replication over TCP needs SCRAM.
   fs.writeFileSync(hba, 'local all all trust\nhost replication all 127.0.0.1/32 scram-sha-256\nhost all all 127.0.0.1/32 scram-sha-256\n');
@@ -108,7 +119,7 @@ beforeAll(async () => {
   // The database field is `replication`, as for pg_receivewal; `:` and `\` in the password are escaped.
   const escaped = PASSWORD.replace(/([:\\])/g, '\\$1');
   fs.writeFileSync(passFile, `127.0.0.1:${pg.port}:replication:walrecv:${escaped}\n127.0.0.1:${pg.port}:replication:norepl:${escaped}\n`, { mode: 0o600 });
-  env = { PGHOST: '127.0.0.1', PGPORT: String(pg.port), PGUSER: 'walrecv', PGDATABASE: 'postgres', PGPASSFILE: passFile };
+  env = { PGHOST: '127.0.0.1', PGPORT: String(pg.port), PGUSER: 'walrecv', PGDATABASE: 'postgres', PGPASSFILE: passFile, PGSSLMODE: 'require' };
 });
 
 afterAll(async () => {
@@ -121,7 +132,7 @@ describe('physical replication over TCP with a .pgpass password', () => {
 
   test('slot, streaming during pgbench (segments equal pg_wal), flush feedback moves the slot, a second receiver is refused', async () => {
     const conn = await open();
-    expect(conn.session.target).toMatchObject({ host: '127.0.0.1', port: pg.port, user: 'walrecv', database: 'replication' });
+    expect(conn.session.target).toEqual({ host: '127.0.0.1', port: pg.port, user: 'walrecv', database: 'replication', ssl: true });
     const id = await conn.identifySystem();
     expect(id.systemId).toBe((await pg.controlData())['Database system identifier']);
     expect(id.timeline).toBe(1);
@@ -176,8 +187,9 @@ describe('physical replication over TCP with a .pgpass password', () => {
       expect(ours.equals(theirs)).toBe(true);
     }
 
-    // The slot is in use: a second receiver is refused, naming the walsender that holds it.
-    const second = await open();
+    // The slot is in use: a second receiver (this one without TLS) is refused, naming the walsender that holds it.
+    const second = await open({ PGSSLMODE: 'disable' });
+    expect(second.session.target.ssl).toBe(false);
     const refused = await second.startPhysical({ slot: SLOT, start, timeline: 1 }).catch((e: unknown) => e);
     expect(refused).toBeInstanceOf(ReplicationSlotError);
     expect((refused as ReplicationSlotError).reason).toBe('in-use');
