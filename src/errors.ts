@@ -95,6 +95,31 @@ export class DrillFailedError extends WaltsError {
   }
 }
 
+/**
+ * A replication slot cannot be used as asked. `reason`: 'missing' (no such slot), 'in-use' (another
+ * connection streams from it: `activePid` is its server process; two receivers on one slot lose
+ * data, so this is a refusal, not something to retry blindly), 'exists' (create found it taken),
+ * 'wrong-type' (a logical slot where a physical one is needed). Settings to fix: kind 'usage'.
+ */
+export class ReplicationSlotError extends WaltsError {
+  constructor(
+    message: string,
+    readonly slot: string,
+    readonly reason: 'missing' | 'in-use' | 'exists' | 'wrong-type',
+    readonly activePid?: number,
+    options?: { cause?: unknown },
+  ) {
+    super('usage', message, options);
+  }
+}
+
+/** The server sent replication protocol bytes walts cannot read (a bug or a broken middlebox): never retried silently. */
+export class ProtocolError extends WaltsError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('internal', message, options);
+  }
+}
+
 export function isTransient(err: unknown): boolean {
   return err instanceof UnavailableError && err.transient;
 }

@@ -18,6 +18,11 @@
  * certificate unless a root certificate file exists (PGSSLROOTCERT or ~/.postgresql/root.crt: then it
  * behaves like verify-ca); verify-ca/verify-full need that file (`PGSSLROOTCERT=system`: Node's CAs).
  * PGSSLCERT/PGSSLKEY (default ~/.postgresql/postgresql.{crt,key}) supply a client certificate.
+ * A physical replication session (`replication: true`, what pg_receivewal opens) sends the startup
+ * parameter `replication=true`, so the server starts a walsender that only accepts replication
+ * commands, and uses the database name `replication` (unless overrides.database is given; PGDATABASE
+ * is not read) as pg_receivewal does: that is the name its `.pgpass` line must carry, while
+ * pg_hba.conf matches such sessions with the keyword `replication` whatever the database name.
  * Differences from libpq: PGCONNECT_TIMEOUT=0 (libpq: wait forever) means the 30 s default, since
  * nothing in walts may hang forever; PGSERVICE, PGHOSTADDR and PGTARGETSESSIONATTRS are not read.
  *
@@ -79,6 +84,8 @@ export interface ConnectOptions {
   env?: NodeJS.ProcessEnv;
   /** NOTICE/WARNING messages the server sends in this session (e.g. pg_backup_stop's archive waits). */
   onNotice?: (notice: PgNotice) => void;
+  /** A physical replication (walsender) session: see the module comment. */
+  replication?: boolean;
 }
 
 /** Where a session is connected (never includes the password). */
@@ -154,6 +161,8 @@ export interface ConnectSettings {
   readonly passFile: string;
   /** Where an explicit password came from (`PGPASSWORD`, `overrides.password`), if any. */
   readonly passwordOrigin: string | undefined;
+  /** A physical replication (walsender) session. */
+  readonly replication: boolean;
   /** TLS options per attempt kind, resolved for TCP targets (undefined when not needed). */
   readonly tls: { readonly noVerify: TlsOptions; readonly verifyCa?: TlsOptions; readonly verifyFull?: TlsOptions; readonly rootCertExists: boolean };
 }
@@ -201,7 +210,9 @@ export function resolveConnectSettings(options: ConnectOptions = {}): ConnectSet
       problems.push('PGUSER is not set and the OS user has no name');
     }
   }
-  const database = pick(o.database, 'PGDATABASE') ?? user ?? '';
+  const replication = options.replication === true;
+  // pg_receivewal's streamutil.c passes dbname=replication explicitly, so PGDATABASE does not apply.
+  const database = replication ? o.database || 'replication' : (pick(o.database, 'PGDATABASE') ?? user ?? '');
 
   // password
   let password: string | undefined;
@@ -245,6 +256,7 @@ export function resolveConnectSettings(options: ConnectOptions = {}): ConnectSet
     options: env.PGOPTIONS || undefined,
     passFile,
     passwordOrigin,
+    replication,
     tls,
   };
   if (password !== undefined) passwords.set(settings, password);
@@ -508,6 +520,8 @@ async function attempt(
     connectionTimeoutMillis: settings.connectTimeoutMs,
     application_name: settings.applicationName,
     ...(settings.options ? { options: settings.options } : {}),
+    // Not in @types/pg's ClientConfig; pg sends it as the startup parameter `replication`.
+    ...(settings.replication ? ({ replication: 'true' } as object) : {}),
   });
   // An 'error' event without a listener would crash the process (e.g. the server goes away while idle).
   let lostWith: Error | undefined;
@@ -516,11 +530,14 @@ async function attempt(
   });
   try {
     await withDeadline(client.connect(), settings.connectTimeoutMs + 2_000, () => destroyClient(client));
-    const rows = (await client.query<{ v: number }>("select current_setting('server_version_num')::int as v")).rows;
+    // A physical walsender refuses SQL but knows SHOW (PostgreSQL 10+).
+    const version = settings.replication
+      ? Number((await client.query<{ server_version_num: string }>('SHOW server_version_num')).rows[0]?.server_version_num)
+      : (await client.query<{ v: number }>("select current_setting('server_version_num')::int as v")).rows[0]!.v;
     const pid = (client as unknown as { processID: number }).processID;
     const secretKey = (client as unknown as { secretKey: number }).secretKey;
     const target: SessionTarget = { host: t.host, port: t.port, user: settings.user, database: settings.database, ssl: ssl !== false };
-    const session = new Session(client, rows[0]!.v, pid, secretKey, target, settings, onNotice, () => lostWith);
+    const session = new Session(client, version, pid, secretKey, target, settings, onNotice, () => lostWith);
     return { session, reason: '', transient: false, network: false, config: false };
   } catch (e) {
     destroyClient(client);
@@ -609,6 +626,25 @@ function destroyClient(client: Client): void {
 // ---------------------------------------------------------------------------------------------------
 // session
 
+/**
+ * What postgres/replication needs beyond PgSession, and nothing else may use: the pg Client (the
+ * CopyBoth stream of START_REPLICATION runs on its connection) and this session's mapping of a pg
+ * failure to a walts error (so replication commands fail exactly like queries).
+ */
+export interface SessionInternals {
+  readonly client: Client;
+  toError(e: unknown): WaltsError;
+}
+
+const internals = new WeakMap<PgSession, SessionInternals>();
+
+/** The internals of a session made by connect(); throws for anything else. */
+export function sessionInternals(session: PgSession): SessionInternals {
+  const i = internals.get(session);
+  if (!i) throw new Error('not a session made by postgres/client connect()');
+  return i;
+}
+
 class Session implements PgSession {
   private ended = false;
 
@@ -622,6 +658,7 @@ class Session implements PgSession {
     private readonly onNotice: ((n: PgNotice) => void) | undefined,
     private readonly lost: () => Error | undefined,
   ) {
+    internals.set(this, { client, toError: (e) => this.queryError(e) });
     if (onNotice) {
       client.on('notice', (n: { severity?: string; message?: string }) => {
         try {
