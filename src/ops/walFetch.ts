@@ -23,6 +23,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { openArchive } from '../archive/archive';
 import { checkRecordedFacts, decodeObject, type Decoded } from '../archive/decode';
 import { walKey } from '../archive/layout';
+import { completeFacts } from '../archive/objectMeta';
 import { findWalVariants } from '../archive/walObjects';
 import type { Deps } from '../deps';
 import { describeError, IntegrityError, isTransient, NotFoundError, UnavailableError, UsageError } from '../errors';
@@ -161,7 +162,8 @@ async function fetchOnce(deps: Deps, name: WalFileName, dest: string, options: F
   let renamed = false;
   try {
     // The write stream owns the handle and closes it when done or destroyed.
-    const decoded = await decodeObject(deps, obj, obj.codecs, handle.createWriteStream(), { signal: options.signal, headBytes: LONG_HEADER_SIZE });
+    // With walts' record, the decode holds the content to it (and skips LZ4's weaker checksum).
+    const decoded = await decodeObject(deps, obj, obj.codecs, handle.createWriteStream(), { signal: options.signal, headBytes: LONG_HEADER_SIZE, expected: completeFacts(obj) });
     const digestVerified = verify(obj, name, decoded);
     if (options.durable) {
       const fh = await fsp.open(tmp, 'r+');
