@@ -24,6 +24,7 @@ import type { Deps } from '../deps';
 import { describeError, NotFoundError } from '../errors';
 import { nextSegment, parseSegmentName, parseWalFileName, segmentName } from '../postgres/walName';
 import { END_FILE, handOverLock, processAlive, recordMatches, releaseLock, removeSpoolFile, takeLock, writeRecord, type SpoolIdentity } from './fetchSpool';
+import { DecodeTurns, type Ticket } from './decodeTurns';
 import { ASK_DIR, pendingAsks, sameStoreAsked, writeAnswer, type Ask, type AnswerStatus } from './prefetchAsk';
 import { isSegmentName } from './pushRecord';
 import { fetchWalFile } from './walFetch';
@@ -35,6 +36,11 @@ export const LINGER_MS = 10_000;
 export const MAX_LIFE_MS = 30 * 60_000;
 /** How often the lingering prefetcher looks at its spool without an inotify event. */
 const TICK_MS = 250;
+/**
+ * At most this long a download waits for its turn to decode (decodeTurns.ts), and never more than
+ * a quarter of the store's I/O timeout: its connection idles meanwhile.
+ */
+export const TURN_WAIT_MS = 2_000;
 
 export interface PrefetchArgs {
   /** The segment just served (X). */
@@ -51,6 +57,8 @@ export interface PrefetchArgs {
   readonly holdFor?: number;
   /** Stay this long without work, answering requests (default 0: exit after the window; the CLI's default is LINGER_MS). */
   readonly lingerMs?: number;
+  /** Longest wait for a turn to decode (TURN_WAIT_MS by default; the CLI: a quarter of the I/O timeout at most). */
+  readonly turnWaitMs?: number;
   /** Test seams: the clock; a request joined a download (`fresh`: started for it); before an answer is written. */
   readonly now?: () => number;
   readonly onJoined?: (ask: Ask, fresh: boolean) => void;
@@ -122,6 +130,8 @@ async function waitGone(pid: number, signal?: AbortSignal): Promise<void> {
 class Spool {
   /** Downloads under way, by name, shared by the window and the requests. */
   readonly #inflight = new Map<string, Promise<void>>();
+  readonly #turns: DecodeTurns;
+  readonly #tickets = new Map<string, Ticket>();
   readonly #seen = new Set<string>();
   /** Names fetched for a request: never swept while they wait for their asker. */
   readonly #keep = new Set<string>();
@@ -138,15 +148,29 @@ class Spool {
     readonly args: PrefetchArgs,
   ) {
     this.#askDir = join(args.dir, ASK_DIR);
+    this.#turns = new DecodeTurns(args.turnWaitMs ?? TURN_WAIT_MS);
   }
 
-  /** Downloads `name` into the spool with its record (one download per name at a time). */
-  download(name: string): { done: Promise<void>; fresh: boolean } {
+  /**
+   * Downloads `name` into the spool with its record (one download per name at a time). Decoding
+   * takes turns (decodeTurns.ts): window names in order, a name PostgreSQL asked for (`asked`)
+   * before all of them.
+   */
+  download(name: string, asked = false): { done: Promise<void>; fresh: boolean } {
     const running = this.#inflight.get(name);
-    if (running) return { done: running, fresh: false };
-    const done = fetchWalFile(this.deps, parseWalFileName(name)!, join(this.args.dir, name), { signal: this.args.signal, durable: true })
+    if (running) {
+      if (asked) this.#tickets.get(name)?.promote();
+      return { done: running, fresh: false };
+    }
+    const turn = this.#turns.ticket(asked ? '' : name);
+    this.#tickets.set(name, turn);
+    const done = fetchWalFile(this.deps, parseWalFileName(name)!, join(this.args.dir, name), { signal: this.args.signal, durable: true, turn })
       .then((r) => writeRecord(this.args.dir, name, r.sha256, this.args.identity))
-      .finally(() => this.#inflight.delete(name));
+      .finally(() => {
+        turn.done();
+        this.#tickets.delete(name);
+        this.#inflight.delete(name);
+      });
     this.#inflight.set(name, done);
     return { done, fresh: true };
   }
@@ -286,13 +310,13 @@ class Spool {
     if (!sameStoreAsked(ask, this.args.identity)) status = 'other';
     else {
       try {
-        const d = this.download(ask.name);
+        const d = this.download(ask.name, true);
         this.args.onJoined?.(ask, d.fresh);
         try {
           await d.done;
         } catch (err) {
           if (d.fresh || !(err instanceof NotFoundError)) throw err;
-          await this.download(ask.name).done; // that "not found" predates the request: ask again
+          await this.download(ask.name, true).done; // that "not found" predates the request: ask again
         }
         status = 'ready';
         this.#keep.add(ask.name);
