@@ -303,9 +303,14 @@ class Spool {
    * download, not one per poll). A cached copy like any other; unused, the next sweep removes it.
    */
   fetchLastAgain(absent: string): void {
-    const id = parseSegmentName(absent, this.args.segmentSize);
-    if (id.segNo === 0) return;
-    const last = segmentName({ timeline: id.timeline, segNo: id.segNo - 1 }, this.args.segmentSize);
+    let last: string;
+    try {
+      const id = parseSegmentName(absent, this.args.segmentSize);
+      if (id.segNo === 0) return;
+      last = segmentName({ timeline: id.timeline, segNo: id.segNo - 1 }, this.args.segmentSize);
+    } catch {
+      return; // a name out of range for this segment size: nothing before it to fetch
+    }
     if (this.#refetched.has(last) || this.#inflight.has(last)) return;
     this.#refetched.add(last);
     void this.present(last).then((there) => {
