@@ -4,6 +4,7 @@ import type { Deps } from '../deps';
 import { readAll } from '../util/streams';
 import { checkRecordedFacts, decodeObject } from './decode';
 import { parseWalKey } from './layout';
+import { completeFacts } from './objectMeta';
 
 /**
  * Decodes the object at `key` and checks it against the digest and size recorded with it.
@@ -17,7 +18,7 @@ export async function readWalObject(deps: Deps, key: string, keep: boolean, sign
   const decoded = await decodeObject(deps, obj, parsed.codecs, async (s) => {
     if (keep) data = await readAll(s, 64 << 20);
     else for await (const _ of s) void _;
-  }, { signal });
+  }, { signal, expected: completeFacts(obj) });
   const verified = checkRecordedFacts(obj, decoded);
   return { data, sha256: decoded.sha256, size: decoded.plainBytes, verified };
 }

@@ -8,7 +8,7 @@ import type { CommandModule } from 'yargs';
 import { UsageError } from '../errors';
 import { fetchSpoolDir } from '../ops/fetchSpool';
 import { isSegmentName } from '../ops/pushRecord';
-import { LINGER_MS, walPrefetch } from '../ops/walPrefetch';
+import { LINGER_MS, TURN_WAIT_MS, walPrefetch } from '../ops/walPrefetch';
 import { isValidSegmentSize } from '../postgres/walName';
 import { resolve } from 'node:path';
 import { runCommand } from './run';
@@ -41,6 +41,7 @@ export const walPrefetchCommand: CommandModule<object, { after: string; dest: st
           signal,
           holdFor: argv['hold-for'],
           lingerMs: argv.linger === undefined ? LINGER_MS : argv.linger * 1000,
+          turnWaitMs: Math.min(TURN_WAIT_MS, config.store.ioTimeoutMs / 4),
         });
         return { after: argv.after, spool: dir, fetched: r.fetched.length, already_there: r.alreadyThere, end: r.end, error: r.error, skipped: r.skipped, answered: r.answered };
       },

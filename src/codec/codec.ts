@@ -28,4 +28,11 @@ export interface DecodeOptions {
    * to the innermost decoder only (the one whose output is the plain bytes); codecs may ignore it.
    */
   readonly lendOutput?: boolean;
+  /**
+   * The caller holds the plain bytes to a SHA-256 and size recorded apart from this encoding
+   * (decode.ts `expected`, checked before anything is used), so a decoder may skip a checksum that
+   * covers only the plain bytes and proves less (LZ4's xxHash32 content checksum). Never a check
+   * of the encoding's own structure, and never an authentication check (OpenPGP's MDC).
+   */
+  readonly plainVerified?: boolean;
 }

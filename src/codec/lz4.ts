@@ -23,7 +23,7 @@ const BLOCK_SIZE = 4 << 20;
 export const lz4Codec: Codec = {
   name: 'lz4',
   encoder: () => gatherInOneBuffer(lz4Module().createEncoderStream({ blockMaxSize: BLOCK_SIZE, streamChecksum: true, blockChecksum: false })),
-  decoder: (options) => new Lz4FrameDecoder(lz4Module(), { lendOutput: options?.lendOutput === true }),
+  decoder: (options) => new Lz4FrameDecoder(lz4Module(), { lendOutput: options?.lendOutput === true, skipContentChecksum: options?.plainVerified === true }),
 };
 
 /** The parts of the lz4 package's encoder stream (lib/encoder_stream.js, 0.6.x) used below. */

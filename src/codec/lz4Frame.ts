@@ -12,8 +12,9 @@
  *
  * Checked as the stock tool checks: magic, version, reserved bits, header checksum, block sizes
  * within the frame's maximum, block checksums, content size and content checksum when the frame has
- * them, and that the input does not end inside a frame. Also accepted like `lz4 -d`: concatenated
- * frames, skippable frames, empty input. Refused with a reason: legacy-format frames (`lz4 -l`),
+ * them (the content checksum only when the caller does not check a recorded SHA-256 instead, see
+ * `skipContentChecksum`), and that the input does not end inside a frame. Also accepted like
+ * `lz4 -d`: concatenated frames, skippable frames, empty input. Refused with a reason: legacy-format frames (`lz4 -l`),
  * preset dictionaries, and linked blocks (`lz4 -BD`) that refer back into the previous block (each
  * block is decoded on its own; one that decodes so is exact, the decoder never reads outside it).
  */
@@ -57,11 +58,19 @@ interface Frame {
 export interface Lz4DecoderOptions {
   /** Lend output chunks: the consumer calls `releaseChunk` on each when done with it (blockPool.ts). */
   readonly lendOutput?: boolean;
+  /**
+   * Read the frame's content checksum (xxHash32 of the plain bytes) without computing or comparing
+   * it: only for a caller that holds the plain bytes to a SHA-256 and size recorded apart from the
+   * frame (codec.ts `plainVerified`, decode.ts `expected`). Every check of the frame's structure
+   * stays (header checksum, block sizes and checksums, content size, decodable blocks).
+   */
+  readonly skipContentChecksum?: boolean;
 }
 
 export class Lz4FrameDecoder extends Transform {
   readonly #lz4: Lz4Native;
   readonly #lending: Lending | undefined;
+  readonly #skipContentChecksum: boolean;
   #state: State = 'magic';
   #frame: Frame | undefined;
   /** Descriptor bytes (FLG, BD) kept for the header checksum. */
@@ -85,6 +94,7 @@ export class Lz4FrameDecoder extends Transform {
     super(options.lendOutput ? { readableObjectMode: true } : {});
     this.#lz4 = lz4;
     this.#lending = options.lendOutput ? new Lending(LEND_LIMIT) : undefined;
+    this.#skipContentChecksum = options.skipContentChecksum === true;
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
@@ -174,7 +184,7 @@ export class Lz4FrameDecoder extends Transform {
           const b = this.#take(4, this.#small);
           if (!b) break;
           const frame = this.#frame!;
-          if (b.readUInt32LE(0) !== (this.#lz4.utils.streamChecksum(null, frame.xxh) as number) >>> 0) {
+          if (!this.#skipContentChecksum && b.readUInt32LE(0) !== (this.#lz4.utils.streamChecksum(null, frame.xxh) as number) >>> 0) {
             throw this.#error('content checksum mismatch (corrupt frame)');
           }
           this.#endFrame();
@@ -296,7 +306,7 @@ export class Lz4FrameDecoder extends Transform {
     frame.plainBytes += BigInt(n);
     this.#state = 'blockSize';
     if (n === 0) return giveBack(out);
-    if (frame.contentChecksum) frame.xxh = this.#lz4.utils.streamChecksum(out.subarray(0, n), frame.xxh);
+    if (frame.contentChecksum && !this.#skipContentChecksum) frame.xxh = this.#lz4.utils.streamChecksum(out.subarray(0, n), frame.xxh);
     if (this.#lending) this.push(this.#lending.lend(out, n));
     else this.push(out.subarray(0, n)); // this buffer is the consumer's from now on
   }

@@ -23,6 +23,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { openArchive } from '../archive/archive';
 import { checkRecordedFacts, decodeObject, type Decoded } from '../archive/decode';
 import { walKey } from '../archive/layout';
+import { completeFacts } from '../archive/objectMeta';
 import { findWalVariants } from '../archive/walObjects';
 import type { Deps } from '../deps';
 import { describeError, IntegrityError, isTransient, NotFoundError, UnavailableError, UsageError } from '../errors';
@@ -30,6 +31,7 @@ import { LONG_HEADER_SIZE, parseWalSegmentHeader } from '../postgres/walHeader';
 import { isValidSegmentSize, parseSegmentName, parseWalFileName, segmentStartLsn, type WalFileName } from '../postgres/walName';
 import type { StoredObject } from '../storage/storage';
 import { retrying } from '../util/retryBudget';
+import type { Ticket } from './decodeTurns';
 import { checkSpoolFile, noteServed, removeSpoolFile, type SpoolIdentity } from './fetchSpool';
 import { removeStaleTempFiles, tempName } from './walFetchTemp';
 
@@ -113,6 +115,8 @@ export interface FetchFileOptions {
   readonly signal?: AbortSignal;
   /** fsync the file before it is renamed into place (spool files outlive the call). */
   readonly durable?: boolean;
+  /** The prefetcher's order of decoding (decodeTurns.ts): waited for once the body is there. */
+  readonly turn?: Ticket;
 }
 
 /**
@@ -161,7 +165,15 @@ async function fetchOnce(deps: Deps, name: WalFileName, dest: string, options: F
   let renamed = false;
   try {
     // The write stream owns the handle and closes it when done or destroyed.
-    const decoded = await decodeObject(deps, obj, obj.codecs, handle.createWriteStream(), { signal: options.signal, headBytes: LONG_HEADER_SIZE });
+    let decoded: Decoded;
+    try {
+      await options.turn?.wait(options.signal);
+      // With walts' record, the decode holds the content to it (and skips LZ4's weaker checksum).
+      decoded = await decodeObject(deps, obj, obj.codecs, handle.createWriteStream(), { signal: options.signal, headBytes: LONG_HEADER_SIZE, expected: completeFacts(obj) });
+    } finally {
+      // The next download decodes while this file is checked, synced and renamed.
+      options.turn?.done();
+    }
     const digestVerified = verify(obj, name, decoded);
     if (options.durable) {
       const fh = await fsp.open(tmp, 'r+');

@@ -24,6 +24,7 @@ import type { Deps } from '../deps';
 import { describeError, NotFoundError } from '../errors';
 import { nextSegment, parseSegmentName, parseWalFileName, segmentName } from '../postgres/walName';
 import { END_FILE, handOverLock, processAlive, recordMatches, releaseLock, removeSpoolFile, takeLock, writeRecord, type SpoolIdentity } from './fetchSpool';
+import { DecodeTurns, type Ticket } from './decodeTurns';
 import { ASK_DIR, pendingAsks, sameStoreAsked, writeAnswer, type Ask, type AnswerStatus } from './prefetchAsk';
 import { isSegmentName } from './pushRecord';
 import { fetchWalFile } from './walFetch';
@@ -35,6 +36,11 @@ export const LINGER_MS = 10_000;
 export const MAX_LIFE_MS = 30 * 60_000;
 /** How often the lingering prefetcher looks at its spool without an inotify event. */
 const TICK_MS = 250;
+/**
+ * At most this long a download waits for its turn to decode (decodeTurns.ts), and never more than
+ * a quarter of the store's I/O timeout: its connection idles meanwhile.
+ */
+export const TURN_WAIT_MS = 2_000;
 
 export interface PrefetchArgs {
   /** The segment just served (X). */
@@ -51,6 +57,8 @@ export interface PrefetchArgs {
   readonly holdFor?: number;
   /** Stay this long without work, answering requests (default 0: exit after the window; the CLI's default is LINGER_MS). */
   readonly lingerMs?: number;
+  /** Longest wait for a turn to decode (TURN_WAIT_MS by default; the CLI: a quarter of the I/O timeout at most). */
+  readonly turnWaitMs?: number;
   /** Test seams: the clock; a request joined a download (`fresh`: started for it); before an answer is written. */
   readonly now?: () => number;
   readonly onJoined?: (ask: Ask, fresh: boolean) => void;
@@ -122,9 +130,13 @@ async function waitGone(pid: number, signal?: AbortSignal): Promise<void> {
 class Spool {
   /** Downloads under way, by name, shared by the window and the requests. */
   readonly #inflight = new Map<string, Promise<void>>();
+  readonly #turns: DecodeTurns;
+  readonly #tickets = new Map<string, Ticket>();
   readonly #seen = new Set<string>();
   /** Names fetched for a request: never swept while they wait for their asker. */
   readonly #keep = new Set<string>();
+  /** Last segments fetched again after a "not found" (fetchLastAgain), once each. */
+  readonly #refetched = new Set<string>();
   readonly #answered: Record<string, number> = {};
   readonly #askDir: string;
   #watcher: FSWatcher | undefined;
@@ -138,15 +150,29 @@ class Spool {
     readonly args: PrefetchArgs,
   ) {
     this.#askDir = join(args.dir, ASK_DIR);
+    this.#turns = new DecodeTurns(args.turnWaitMs ?? TURN_WAIT_MS);
   }
 
-  /** Downloads `name` into the spool with its record (one download per name at a time). */
-  download(name: string): { done: Promise<void>; fresh: boolean } {
+  /**
+   * Downloads `name` into the spool with its record (one download per name at a time). Decoding
+   * takes turns (decodeTurns.ts): window names in order, a name PostgreSQL asked for (`asked`)
+   * before all of them.
+   */
+  download(name: string, asked = false): { done: Promise<void>; fresh: boolean } {
     const running = this.#inflight.get(name);
-    if (running) return { done: running, fresh: false };
-    const done = fetchWalFile(this.deps, parseWalFileName(name)!, join(this.args.dir, name), { signal: this.args.signal, durable: true })
+    if (running) {
+      if (asked) this.#tickets.get(name)?.promote();
+      return { done: running, fresh: false };
+    }
+    const turn = this.#turns.ticket(asked ? '' : name);
+    this.#tickets.set(name, turn);
+    const done = fetchWalFile(this.deps, parseWalFileName(name)!, join(this.args.dir, name), { signal: this.args.signal, durable: true, turn })
       .then((r) => writeRecord(this.args.dir, name, r.sha256, this.args.identity))
-      .finally(() => this.#inflight.delete(name));
+      .finally(() => {
+        turn.done();
+        this.#tickets.delete(name);
+        this.#inflight.delete(name);
+      });
     this.#inflight.set(name, done);
     return { done, fresh: true };
   }
@@ -268,6 +294,31 @@ class Spool {
     return last;
   }
 
+  /**
+   * At the end of archive recovery PostgreSQL asks for the last segment it replayed once more
+   * (after "not found" for the next one, before it picks a new timeline), and the spool no longer
+   * has it (served by a rename): measured, that second download cost about 0.4 s of a replay's
+   * end. So after the store said "not found" for `absent`, the segment before it is fetched again
+   * into the spool, once per prefetcher (a standby polling at the end of the archive costs one
+   * download, not one per poll). A cached copy like any other; unused, the next sweep removes it.
+   */
+  fetchLastAgain(absent: string): void {
+    let last: string;
+    try {
+      const id = parseSegmentName(absent, this.args.segmentSize);
+      if (id.segNo === 0) return;
+      last = segmentName({ timeline: id.timeline, segNo: id.segNo - 1 }, this.args.segmentSize);
+    } catch {
+      return; // a name out of range for this segment size: nothing before it to fetch
+    }
+    if (this.#refetched.has(last) || this.#inflight.has(last)) return;
+    this.#refetched.add(last);
+    void this.present(last).then((there) => {
+      if (there) return;
+      this.download(last).done.then(() => this.#keep.add(last), () => undefined);
+    });
+  }
+
   async answerPending(): Promise<void> {
     for (const ask of await pendingAsks(this.#askDir, this.#seen)) {
       this.#seen.add(ask.nonce);
@@ -286,13 +337,13 @@ class Spool {
     if (!sameStoreAsked(ask, this.args.identity)) status = 'other';
     else {
       try {
-        const d = this.download(ask.name);
+        const d = this.download(ask.name, true);
         this.args.onJoined?.(ask, d.fresh);
         try {
           await d.done;
         } catch (err) {
           if (d.fresh || !(err instanceof NotFoundError)) throw err;
-          await this.download(ask.name).done; // that "not found" predates the request: ask again
+          await this.download(ask.name, true).done; // that "not found" predates the request: ask again
         }
         status = 'ready';
         this.#keep.add(ask.name);
@@ -300,7 +351,10 @@ class Spool {
       } catch (err) {
         status = err instanceof NotFoundError ? 'absent' : 'error';
         if (status === 'error') this.deps.log.info({ wal: ask.name, err: describeError(err) }, 'could not answer a request; the caller asks the store itself');
-        if (status === 'absent' && isSegmentName(ask.name)) await fsp.writeFile(join(this.args.dir, END_FILE), `${ask.name}\n`).catch(() => undefined);
+        if (status === 'absent' && isSegmentName(ask.name)) {
+          await fsp.writeFile(join(this.args.dir, END_FILE), `${ask.name}\n`).catch(() => undefined);
+          this.fetchLastAgain(ask.name);
+        }
       }
     }
     this.#answered[status] = (this.#answered[status] ?? 0) + 1;

@@ -126,6 +126,36 @@ describe('LZ4 frame decoder', () => {
       await expect(decode(unchecked)).rejects.toThrow(/cannot be decoded|exceeds|not an LZ4 frame|truncated/);
     });
 
+    describe('with the SHA-256 and size recorded with the object (decodeObject `expected`)', () => {
+      const expected = { sha256: sha(plain), size: plain.length };
+      const fromFrame = (f: Buffer, into: string, withExpected: boolean) => {
+        const obj: StoredObject = { key: 'wal/x.lz4', size: f.length, metadata: {}, body: Readable.from([f.subarray(0, 100_000), f.subarray(100_000)]) };
+        const path = join(work, into);
+        return decodeObject(testDeps(new MemoryStorage()), obj, ['lz4'], createWriteStream(path), withExpected ? { expected } : {}).then((d) => ({ d, path }));
+      };
+
+      it('a wrong content checksum is accepted only then: the recorded SHA-256 proves the content instead', async () => {
+        const { d, path } = await fromFrame(flipped(frame.length - 1), 'crc-expected', true);
+        expect(d.sha256).toBe(expected.sha256);
+        expect(readFileSync(path).equals(plain)).toBe(true);
+        await expect(fromFrame(flipped(frame.length - 1), 'crc-plain', false)).rejects.toThrow(/content checksum mismatch/);
+        expect(() => cliDecompress(flipped(frame.length - 1))).toThrow(); // still written: `lz4 -d` checks it
+      });
+
+      it('a bit flip in the compressed data is refused either way', async () => {
+        for (const at of [firstBlock + 5000, firstBlock + firstSize - 3, frame.length - 4 - 4 - 20]) {
+          await expect(fromFrame(flipped(at), 'flip-expected', true)).rejects.toThrow(/does not match the recorded SHA-256|cannot be decoded|exceeds/);
+          await expect(fromFrame(flipped(at), 'flip-plain', false)).rejects.toThrow(/checksum mismatch|cannot be decoded|exceeds/);
+        }
+      });
+
+      it('a frame that decodes but is not the recorded content is refused', async () => {
+        await expect(decodeObject(testDeps(new MemoryStorage()), { key: 'wal/x.lz4', size: frame.length, metadata: {}, body: Readable.from([frame]) }, ['lz4'], createWriteStream(join(work, 'other')), {
+          expected: { sha256: expected.sha256, size: plain.length + 1 },
+        })).rejects.toThrow(/does not match the recorded SHA-256\/size/);
+      });
+    });
+
     it('a wrong block checksum', async () => {
       const withBlockSums = cliCompress(plain.subarray(0, 1 << 20), ['-BX', '--no-frame-crc']);
       const size = withBlockSums.readUInt32LE(7) & 0x7fffffff;

@@ -5,7 +5,7 @@
  * "other", an ask that is incomplete or already answered is left alone. The sh side and real
  * processes are in test/integration/prefetchAsk.test.ts.
  */
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readLock, type SpoolIdentity } from '../../../src/ops/fetchSpool';
@@ -93,6 +93,43 @@ describe('a lingering prefetcher answers requests', () => {
     stop.abort();
     const r = await running;
     expect(r.answered).toEqual({ absent: 2, ready: 1, other: 1 });
+  });
+});
+
+describe('the end of a recovery', () => {
+  it('after "absent" for N, the segment before it is fetched again once (PostgreSQL asks for it at promotion)', async () => {
+    let gets = 0;
+    class Counting extends MemoryStorage {
+      override async get(key: string) {
+        if (key.includes(name(3))) gets++;
+        return super.get(key);
+      }
+    }
+    const store = new Counting();
+    await archive(store, [name(2), name(3)]);
+    const dir = join(mkdtempSync(join(tmpdir(), 'walts-ask-last-')), 'fetch');
+    const stop = new AbortController();
+    const running = walPrefetch(testDeps(store), { after: name(1), segmentSize: SEG_SIZE, dir, depth: 2, concurrency: 2, identity: ID, lingerMs: 600_000, signal: stop.signal });
+    await until(() => existsSync(join(dir, `${name(3)}.rec`)) && existsSync(join(dir, 'ask')));
+    rmSync(join(dir, name(3))); // served: PostgreSQL took it
+    rmSync(join(dir, `${name(3)}.rec`));
+    let k = 0;
+    const ask = async (wal: string): Promise<string> => {
+      const nonce = `q.LAST${String(++k).padStart(6, '0')}`;
+      mkdirSync(join(dir, 'ask', nonce));
+      writeFileSync(join(dir, 'ask', `${nonce}.ask`), askText(wal));
+      const answer = join(dir, 'ask', nonce, 'answer');
+      await until(() => existsSync(answer));
+      return readFileSync(answer, 'utf8').split(' ')[1]!;
+    };
+    expect(await ask(name(4))).toBe('absent');
+    await until(() => existsSync(join(dir, `${name(3)}.rec`)));
+    expect(gets).toBe(2);
+    rmSync(join(dir, name(3)));
+    expect(await ask(name(4))).toBe('absent'); // a standby polling: no download per poll
+    stop.abort();
+    await running;
+    expect(gets).toBe(2);
   });
 });
 
