@@ -100,7 +100,8 @@ export function s3StoreConfig(
     ioTimeoutMs: 5000,
     retryDeadlineMs: 3000,
     ...rest,
-    s3: { endpoint, forcePathStyle: true, region: 'us-east-1', conditionalPut: 'auto', ...s3 },
+    // WALTS_S3_CLIENT=sdk in the test's environment runs every S3 test through the AWS SDK alone.
+    s3: { endpoint, forcePathStyle: true, region: 'us-east-1', conditionalPut: 'auto', client: process.env['WALTS_S3_CLIENT'] === 'sdk' ? 'sdk' : 'auto', ...s3 },
   };
 }
 
