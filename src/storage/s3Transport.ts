@@ -56,6 +56,15 @@ export interface PutHeaders {
   readonly storageClass?: string;
 }
 
+export interface TransportRequest {
+  readonly method: string;
+  /** The full object key (store prefix included), unencoded; '' for the bucket itself. */
+  readonly key: string;
+  readonly query: Readonly<Record<string, string>>;
+  readonly headers?: Readonly<Record<string, string>>;
+  readonly body?: Buffer;
+}
+
 /** The SDK's threshold (S3 `expectContinueHeader` default): bodies of 2 MiB or more ask first. */
 const EXPECT_CONTINUE_MIN = 2 * 1024 * 1024;
 /** How long the SDK waits for `100 Continue` before it sends the body anyway. */
@@ -145,28 +154,30 @@ export class S3Transport {
     this.agent.destroy();
   }
 
-  /** The request's URL parts, as the SDK's endpoint rules form them for this target. */
-  requestUrl(key: string, query: Readonly<Record<string, string>>): { hostname: string; host: string; path: string } {
+  /**
+   * The request as sent: host name, path with query, signed headers. The URL is formed as the SDK's
+   * endpoint rules form it for this target (s3Lean.test.ts compares both).
+   */
+  prepare(req: TransportRequest, now: Date): { hostname: string; path: string; headers: Record<string, string> } {
     const t = this.target;
     const hostname = t.pathStyle ? t.hostname : `${t.bucket}.${t.hostname}`;
     const host = t.port === undefined ? hostname : `${hostname}:${t.port}`;
-    const path = uriEncodePath(t.pathStyle ? `/${t.bucket}/${key}` : `/${key}`);
-    const qs = canonicalQuery(query);
-    return { hostname, host, path: qs ? `${path}?${qs}` : path };
+    const path = uriEncodePath(t.pathStyle ? `/${t.bucket}/${req.key}` : `/${req.key}`);
+    const qs = canonicalQuery(req.query);
+    const payloadHash = req.body ? createHash('sha256').update(req.body).digest('hex') : EMPTY_SHA256;
+    const headers = signS3Request({ method: req.method, path, query: req.query, headers: { ...req.headers, host }, payloadHash }, t.credentials, t.region, now);
+    if (req.body !== undefined && req.body.length >= EXPECT_CONTINUE_MIN) headers['expect'] = '100-continue';
+    return { hostname, path: qs ? `${path}?${qs}` : path, headers };
   }
 
   /**
    * One signed request; resolves with the response once its status is 2xx, else rejects with an
    * S3ResponseError built from the error body.
    */
-  private send(req: { method: string; key: string; query: Record<string, string>; headers?: Record<string, string>; body?: Buffer; signal?: AbortSignal }): Promise<IncomingMessage> {
-    const { hostname, host, path } = this.requestUrl(req.key, req.query);
-    const payloadHash = req.body ? createHash('sha256').update(req.body).digest('hex') : EMPTY_SHA256;
-    const pathOnly = path.split('?')[0] ?? path;
-    const headers = signS3Request({ method: req.method, path: pathOnly, query: req.query, headers: { ...req.headers, host }, payloadHash }, this.target.credentials, this.target.region, this.now());
-    const expectContinue = req.body !== undefined && req.body.length >= EXPECT_CONTINUE_MIN;
+  private send(req: TransportRequest & { signal?: AbortSignal }): Promise<IncomingMessage> {
+    const { hostname, path, headers } = this.prepare(req, this.now());
+    const expectContinue = headers['expect'] !== undefined;
     // As the SDK does: a request that waits for 100 Continue gets a connection of its own.
-    if (expectContinue) headers['expect'] = '100-continue';
     const agent = expectContinue ? (this.target.protocol === 'https:' ? new HttpsAgent({ keepAlive: false }) : new HttpAgent({ keepAlive: false })) : this.agent;
 
     return new Promise<IncomingMessage>((resolve, reject) => {
@@ -249,12 +260,17 @@ function objectHead(res: IncomingMessage): ObjectHead {
   };
 }
 
-/** The SDK's error code rule (restXml): the body's <Code>, else `NotFound` for a 404, else `Unknown`. */
+/**
+ * The SDK's error code rule (restXml): the body's <Code>, else `NotFound` for a 404, else `Unknown`;
+ * a body that is not XML at all fails the SDK's parser, whose error is a plain `Error`.
+ * (test/unit/storage/s3Parity.test.ts compares both on canned answers.)
+ */
 function responseError(status: number, body: Buffer, res: IncomingMessage): S3ResponseError {
   const xml = body.toString('utf8');
   const code = xmlText(xml, 'Code');
   const region = res.headers['x-amz-bucket-region'];
-  return new S3ResponseError(status, code !== undefined && code !== '' ? decodeXml(code) : status === 404 ? 'NotFound' : 'Unknown', typeof region === 'string' ? region : undefined);
+  const name = code !== undefined && code !== '' ? decodeXml(code) : xml.trim() !== '' && !xml.trim().startsWith('<') ? 'Error' : status === 404 ? 'NotFound' : 'Unknown';
+  return new S3ResponseError(status, name, typeof region === 'string' ? region : undefined);
 }
 
 function readAll(res: IncomingMessage): Promise<Buffer> {
