@@ -108,20 +108,18 @@ export class S3Transport {
   }
 
   async getObject(key: string, signal?: AbortSignal): Promise<ObjectHead & { body: Readable }> {
-    const res = await this.send({ method: 'GET', key, query: { 'x-id': 'GetObject' }, signal });
+    const res = await this.send({ ...s3Requests.getObject(key), signal });
     return { ...objectHead(res), body: res };
   }
 
   async headObject(key: string, signal?: AbortSignal): Promise<ObjectHead> {
-    const res = await this.send({ method: 'HEAD', key, query: {}, signal });
+    const res = await this.send({ ...s3Requests.headObject(key), signal });
     res.resume();
     return objectHead(res);
   }
 
   async listObjectsV2(prefix: string, continuationToken: string | undefined, signal?: AbortSignal): Promise<ListPage> {
-    const query: Record<string, string> = { 'list-type': '2', prefix };
-    if (continuationToken !== undefined) query['continuation-token'] = continuationToken;
-    const res = await this.send({ method: 'GET', key: '', query, signal });
+    const res = await this.send({ ...s3Requests.listObjectsV2(prefix, continuationToken), signal });
     const xml = (await readAll(res)).toString('utf8');
     const result = xmlElements(xml, 'ListBucketResult')[0] ?? '';
     const contents = xmlElements(result, 'Contents').map((c) => {
@@ -138,15 +136,7 @@ export class S3Transport {
   }
 
   async putObject(key: string, body: Buffer, headers: PutHeaders, signal?: AbortSignal): Promise<void> {
-    const extra: Record<string, string> = {};
-    if (headers.ifNoneMatch) extra['if-none-match'] = '*';
-    for (const [k, v] of Object.entries(headers.metadata ?? {})) extra[`x-amz-meta-${k.toLowerCase()}`] = v;
-    if (headers.sse !== undefined) extra['x-amz-server-side-encryption'] = headers.sse;
-    if (headers.storageClass !== undefined) extra['x-amz-storage-class'] = headers.storageClass;
-    if (headers.sseKmsKeyId !== undefined) extra['x-amz-server-side-encryption-aws-kms-key-id'] = headers.sseKmsKeyId;
-    extra['content-type'] = 'application/octet-stream';
-    extra['content-length'] = String(body.length);
-    const res = await this.send({ method: 'PUT', key, query: { 'x-id': 'PutObject' }, headers: extra, body, signal });
+    const res = await this.send({ ...s3Requests.putObject(key, body, headers), signal });
     res.resume();
   }
 
@@ -245,6 +235,28 @@ export class S3Transport {
     });
   }
 }
+
+/** The four requests, as the SDK's S3 client serialises them (s3Lean.test.ts compares both). */
+export const s3Requests = {
+  getObject: (key: string): TransportRequest => ({ method: 'GET', key, query: { 'x-id': 'GetObject' } }),
+  headObject: (key: string): TransportRequest => ({ method: 'HEAD', key, query: {} }),
+  listObjectsV2: (prefix: string, continuationToken: string | undefined): TransportRequest => ({
+    method: 'GET',
+    key: '',
+    query: { 'list-type': '2', prefix, ...(continuationToken === undefined ? {} : { 'continuation-token': continuationToken }) },
+  }),
+  putObject: (key: string, body: Buffer, h: PutHeaders): TransportRequest => {
+    const headers: Record<string, string> = {};
+    if (h.ifNoneMatch) headers['if-none-match'] = '*';
+    for (const [k, v] of Object.entries(h.metadata ?? {})) headers[`x-amz-meta-${k.toLowerCase()}`] = v;
+    if (h.sse !== undefined) headers['x-amz-server-side-encryption'] = h.sse;
+    if (h.storageClass !== undefined) headers['x-amz-storage-class'] = h.storageClass;
+    if (h.sseKmsKeyId !== undefined) headers['x-amz-server-side-encryption-aws-kms-key-id'] = h.sseKmsKeyId;
+    headers['content-type'] = 'application/octet-stream';
+    headers['content-length'] = String(body.length);
+    return { method: 'PUT', key, query: { 'x-id': 'PutObject' }, headers, body };
+  },
+};
 
 function objectHead(res: IncomingMessage): ObjectHead {
   const metadata: Record<string, string> = {};
