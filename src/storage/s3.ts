@@ -38,7 +38,10 @@ export interface S3Log {
 }
 
 /**
- * The S3 (or S3-compatible) store. The SDK makes one attempt per request: retrying is `withRetry`'s,
+ * The S3 (or S3-compatible) store. GetObject, HeadObject, ListObjectsV2 and PutObject of a Buffer go
+ * through the lean transport (s3Transport.ts) when it sends exactly what the SDK would (s3Lean.ts);
+ * everything else, and everything when it does not, through the AWS SDK, loaded on first use.
+ * The SDK (and the transport) makes one attempt per request: retrying is `withRetry`'s,
  * under the command's one retry budget. The exception is a multipart upload's parts (a stream cannot
  * be re-sent whole): they go through a second client whose SDK retries ask the same budget
  * (`budgetRetryStrategy`), so no layer adds time of its own.
