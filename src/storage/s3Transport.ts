@@ -227,9 +227,13 @@ export class S3Transport {
       };
       const wait = setTimeout(sendBody, CONTINUE_WAIT_MS);
       cr.once('continue', sendBody);
-      cr.once('response', () => {
-        sent = true;
+      cr.once('response', (res: IncomingMessage) => {
         clearTimeout(wait);
+        if (sent) return;
+        // Answered before the body was asked for (e.g. 412): the request can never complete, so its
+        // connection is closed once the answer is read rather than left open with the body unsent.
+        sent = true;
+        res.once('end', () => cr.destroy());
       });
       cr.once('error', () => clearTimeout(wait));
     });
