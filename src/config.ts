@@ -25,6 +25,8 @@ export interface StoreConfig {
     readonly sseKmsKeyId?: string;
     readonly storageClass?: string;
     readonly conditionalPut: ConditionalPut;
+    /** `sdk`: every request through the AWS SDK; `auto`: the lean transport where it is exact (storage/s3Lean.ts). */
+    readonly client: 'auto' | 'sdk';
   };
   readonly connectTimeoutMs: number;
   readonly ioTimeoutMs: number;
@@ -74,6 +76,7 @@ export const SETTINGS = {
   WALTS_S3_SSE_KMS_KEY_ID: 's3-sse-kms-key-id',
   WALTS_S3_STORAGE_CLASS: 's3-storage-class',
   WALTS_S3_CONDITIONAL_PUT: 's3-conditional-put',
+  WALTS_S3_CLIENT: 's3-client',
   WALTS_COMPRESSION: 'compression',
   WALTS_PGP_PUBLIC_KEY: 'pgp-public-key',
   WALTS_PGP_PRIVATE_KEY: 'pgp-private-key',
@@ -150,6 +153,8 @@ export function loadConfig(sources: ConfigSources): Config {
   if (sseKmsKeyId && sse !== 'aws:kms') problems.push('WALTS_S3_SSE_KMS_KEY_ID is set but WALTS_S3_SSE is not aws:kms');
   const conditionalPut = get('WALTS_S3_CONDITIONAL_PUT') ?? 'auto';
   if (!['auto', 'on', 'off'].includes(conditionalPut)) problems.push(`WALTS_S3_CONDITIONAL_PUT must be auto, on or off, got ${JSON.stringify(conditionalPut)}`);
+  const s3Client = get('WALTS_S3_CLIENT') ?? 'auto';
+  if (s3Client !== 'auto' && s3Client !== 'sdk') problems.push(`WALTS_S3_CLIENT must be auto or sdk, got ${JSON.stringify(s3Client)}`);
   const forcePathStyle = bool('WALTS_S3_FORCE_PATH_STYLE', get('WALTS_S3_FORCE_PATH_STYLE'), problems);
   const endpoint = get('WALTS_S3_ENDPOINT');
   if (endpoint !== undefined && !/^https?:\/\/[^/\s]+/.test(endpoint)) problems.push(`WALTS_S3_ENDPOINT must be an http(s):// URL, got ${JSON.stringify(endpoint)}`);
@@ -223,6 +228,7 @@ export function loadConfig(sources: ConfigSources): Config {
         sseKmsKeyId,
         storageClass: get('WALTS_S3_STORAGE_CLASS'),
         conditionalPut: conditionalPut as ConditionalPut,
+        client: s3Client as 'auto' | 'sdk',
       },
       connectTimeoutMs,
       ioTimeoutMs,

@@ -23,8 +23,8 @@ export function openStorage(
     if (!config.directory) throw new RangeError(`file store without a directory: ${config.url}`);
     storage = new FsStorage(config.directory);
   } else {
-    // Loaded only here: requiring the AWS SDK costs ~50 ms, paid once per WAL segment by wal-push,
-    // and a directory store must not pay it at all.
+    // Loaded only here: a directory store must not pay for S3 code at all. (s3.ts itself loads the
+    // AWS SDK only for what its lean transport does not do: docs/performance.md, "A lean S3 transport".)
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const { S3Storage } = require('./s3') as typeof import('./s3');
     storage = new S3Storage(config, { log, budget });

@@ -1,23 +1,22 @@
 import { randomBytes } from 'node:crypto';
 import { PassThrough, pipeline, Transform, type Readable } from 'node:stream';
-import {
-  DeleteObjectsCommand,
-  GetObjectCommand,
-  HeadObjectCommand,
-  ListObjectsV2Command,
-  PutObjectCommand,
-  S3Client,
-  type PutObjectCommandInput,
-  type S3ClientConfig,
-  type StorageClass,
-} from '@aws-sdk/client-s3';
-import { NodeHttpHandler } from '@smithy/node-http-handler';
-import { loadConfig, NODE_REGION_CONFIG_FILE_OPTIONS, NODE_REGION_CONFIG_OPTIONS } from '@smithy/core/config';
+import type { PutObjectCommandInput, S3Client, S3ClientConfig, StorageClass } from '@aws-sdk/client-s3';
 import type { RetryStrategyV2, RetryToken } from '@smithy/types';
 import type { StoreConfig } from '../config';
 import { ConfigError, NotFoundError, ObjectExistsError, UnavailableError, WaltsError } from '../errors';
 import { RetryBudget } from '../util/retryBudget';
+import { chooseLeanS3 } from './s3Lean';
+import { S3ResponseError, S3Transport } from './s3Transport';
 import { assertValidKey, type ObjectInfo, type PutOptions, type Storage, type StoredObject } from './storage';
+
+/**
+ * The AWS SDK, loaded on first use: with the lean transport (s3Transport.ts) a wal-push or wal-fetch
+ * never needs it, and loading it costs ~130 ms of start-up (docs/performance.md, "A lean S3 transport").
+ */
+function sdk(): typeof import('@aws-sdk/client-s3') {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return require('@aws-sdk/client-s3') as typeof import('@aws-sdk/client-s3');
+}
 
 /** Largest stream of known size sent as one PutObject (no buffering); above it, or unknown: multipart. */
 export const SINGLE_PUT_MAX = 64 * 1024 * 1024;
@@ -39,7 +38,10 @@ export interface S3Log {
 }
 
 /**
- * The S3 (or S3-compatible) store. The SDK makes one attempt per request: retrying is `withRetry`'s,
+ * The S3 (or S3-compatible) store. GetObject, HeadObject, ListObjectsV2 and PutObject of a Buffer go
+ * through the lean transport (s3Transport.ts) when it sends exactly what the SDK would (s3Lean.ts);
+ * everything else, and everything when it does not, through the AWS SDK, loaded on first use.
+ * The SDK (and the transport) makes one attempt per request: retrying is `withRetry`'s,
  * under the command's one retry budget. The exception is a multipart upload's parts (a stream cannot
  * be re-sent whole): they go through a second client whose SDK retries ask the same budget
  * (`budgetRetryStrategy`), so no layer adds time of its own.
@@ -50,7 +52,10 @@ export interface S3Log {
 export class S3Storage implements Storage {
   readonly description: string;
   readonly conditionalCreate: 'enforced' | 'unverified';
-  private readonly client: S3Client;
+  /** The SDK client, created on first use (everything the lean transport does not do, or all with WALTS_S3_CLIENT=sdk). */
+  private sdkClient?: S3Client;
+  /** The lean transport when it sends exactly what the SDK would (s3Lean.ts); undefined: the SDK does all. */
+  private lean?: S3Transport;
   private readonly bucket: string;
   private readonly prefix: string;
   /** `s3://bucket/prefix`, the start of every message. */
@@ -85,7 +90,7 @@ export class S3Storage implements Storage {
       error: () => {},
       warn: (...args: unknown[]) => this.log?.warn({ store: this.location, sdk: args.map(String).join(' ') }, 'AWS SDK warning'),
     };
-    this.makeClient = (retry) => new S3Client({
+    this.makeClient = (retry) => new (sdk().S3Client)({
       region: config.s3.region ?? defaultRegion,
       endpoint: config.s3.endpoint,
       forcePathStyle: config.s3.forcePathStyle,
@@ -93,7 +98,8 @@ export class S3Storage implements Storage {
       followRegionRedirects: true,
       ...retry,
       logger: sdkLogger,
-      requestHandler: new NodeHttpHandler({
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      requestHandler: new (require('@smithy/node-http-handler') as typeof import('@smithy/node-http-handler')).NodeHttpHandler({
         connectionTimeout: config.connectTimeoutMs,
         // An idle timeout (no byte sent or received for ioTimeoutMs), not `requestTimeout`: that one is
         // a wall-clock limit on the whole request that would cut large parts on a slow link (and by
@@ -110,8 +116,31 @@ export class S3Storage implements Storage {
       // covered by the signed payload SHA-256 either way, and walts checks plaintext SHA-256 end to end.
       ...(config.s3.endpoint ? { requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED' } : {}),
     });
-    // One attempt: withRetry retries under the command's budget (two layers would each spend it).
-    this.client = this.makeClient({ maxAttempts: 1 });
+    const lean = chooseLeanS3(config);
+    if (lean.target) this.lean = new S3Transport(lean.target, { connectTimeoutMs: config.connectTimeoutMs, ioTimeoutMs: config.ioTimeoutMs });
+  }
+
+  /** The SDK client for single requests. One attempt: withRetry retries under the command's budget (two layers would each spend it). */
+  private get client(): S3Client {
+    return (this.sdkClient ??= this.makeClient({ maxAttempts: 1 }));
+  }
+
+  /**
+   * One request through the lean transport when there is one, else through the SDK. An answer the
+   * SDK's region redirect would follow (301 naming the bucket's region) sends this call and every
+   * later one to the SDK, which follows it as it always has.
+   */
+  private async via<T>(lean: (t: S3Transport) => Promise<T>, viaSdk: () => Promise<T>): Promise<T> {
+    const transport = this.lean;
+    if (!transport) return viaSdk();
+    try {
+      return await lean(transport);
+    } catch (err) {
+      if (!(err instanceof S3ResponseError && err.isRegionRedirect)) throw err;
+      this.lean = undefined;
+      transport.destroy();
+      return viaSdk();
+    }
   }
 
   /** The client for multipart uploads: the SDK retries each part, as long as the budget allows. */
@@ -128,13 +157,19 @@ export class S3Storage implements Storage {
   async get(key: string, options: { signal?: AbortSignal } = {}): Promise<StoredObject> {
     assertValidKey(key);
     try {
-      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.k(key) }), { abortSignal: options.signal });
+      const out = await this.via(
+        (t) => t.getObject(this.k(key), options.signal),
+        async () => {
+          const o = await this.client.send(new (sdk().GetObjectCommand)({ Bucket: this.bucket, Key: this.k(key) }), { abortSignal: options.signal });
+          return { contentLength: o.ContentLength, lastModified: o.LastModified, metadata: o.Metadata, body: o.Body as Readable };
+        },
+      );
       return {
         key,
-        size: out.ContentLength ?? 0,
-        lastModified: out.LastModified,
-        metadata: lowerKeys(out.Metadata),
-        body: this.wrapBody(out.Body as Readable, key),
+        size: out.contentLength ?? 0,
+        lastModified: out.lastModified,
+        metadata: lowerKeys(out.metadata),
+        body: this.wrapBody(out.body, key),
       };
     } catch (err) {
       if (isMissingKey(err)) throw new NotFoundError(`${key} not found in ${this.location}`);
@@ -145,8 +180,14 @@ export class S3Storage implements Storage {
   async head(key: string, options: { signal?: AbortSignal } = {}): Promise<ObjectInfo | undefined> {
     assertValidKey(key);
     try {
-      const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.k(key) }), { abortSignal: options.signal });
-      return { key, size: out.ContentLength ?? 0, lastModified: out.LastModified, metadata: lowerKeys(out.Metadata) };
+      const out = await this.via(
+        (t) => t.headObject(this.k(key), options.signal),
+        async () => {
+          const o = await this.client.send(new (sdk().HeadObjectCommand)({ Bucket: this.bucket, Key: this.k(key) }), { abortSignal: options.signal });
+          return { contentLength: o.ContentLength, lastModified: o.LastModified, metadata: o.Metadata };
+        },
+      );
+      return { key, size: out.contentLength ?? 0, lastModified: out.lastModified, metadata: lowerKeys(out.metadata) };
     } catch (err) {
       // A HEAD answer has no body, so a missing bucket is also a bare 404 here; the next PUT reports it.
       if (isMissingKey(err)) return undefined;
@@ -159,19 +200,27 @@ export class S3Storage implements Storage {
     do {
       let page;
       try {
-        page = await this.client.send(
-          new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.prefix + prefix, ContinuationToken: token }),
-          { abortSignal: options.signal },
+        const continuation = token;
+        page = await this.via(
+          (t) => t.listObjectsV2(this.prefix + prefix, continuation, options.signal),
+          async () => {
+            const p = await this.client.send(new (sdk().ListObjectsV2Command)({ Bucket: this.bucket, Prefix: this.prefix + prefix, ContinuationToken: continuation }), { abortSignal: options.signal });
+            return {
+              contents: (p.Contents ?? []).map((o) => ({ key: o.Key, size: o.Size, lastModified: o.LastModified })),
+              isTruncated: p.IsTruncated === true,
+              nextContinuationToken: p.NextContinuationToken,
+            };
+          },
         );
       } catch (err) {
         throw this.classify(err, 'list', prefix || '/');
       }
       // S3 returns keys in UTF-8 byte order, which is code-unit order for the ASCII keys walts writes.
-      for (const o of page.Contents ?? []) {
-        if (o.Key === undefined || !o.Key.startsWith(this.prefix)) continue;
-        yield { key: o.Key.slice(this.prefix.length), size: o.Size ?? 0, lastModified: o.LastModified, metadata: {} };
+      for (const o of page.contents) {
+        if (o.key === undefined || !o.key.startsWith(this.prefix)) continue;
+        yield { key: o.key.slice(this.prefix.length), size: o.size ?? 0, lastModified: o.lastModified, metadata: {} };
       }
-      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+      token = page.isTruncated ? page.nextContinuationToken : undefined;
     } while (token);
   }
 
@@ -182,7 +231,7 @@ export class S3Storage implements Storage {
       let out;
       try {
         out = await this.client.send(
-          new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: batch.map((k) => ({ Key: this.k(k) })), Quiet: true } }),
+          new (sdk().DeleteObjectsCommand)({ Bucket: this.bucket, Delete: { Objects: batch.map((k) => ({ Key: this.k(k) })), Quiet: true } }),
           { abortSignal: options.signal },
         );
       } catch (err) {
@@ -226,7 +275,8 @@ export class S3Storage implements Storage {
   }
 
   async close(): Promise<void> {
-    this.client.destroy();
+    this.lean?.destroy();
+    this.sdkClient?.destroy();
     this.uploadClient?.destroy();
   }
 
@@ -251,11 +301,15 @@ export class S3Storage implements Storage {
     };
     try {
       if (Buffer.isBuffer(body)) {
-        await this.client.send(new PutObjectCommand({ ...params, Body: body }), { abortSignal: signal });
+        const buffer = body;
+        await this.via(
+          (t) => t.putObject(params.Key as string, buffer, { metadata: params.Metadata, ifNoneMatch, sse: params.ServerSideEncryption, sseKmsKeyId: params.SSEKMSKeyId, storageClass: params.StorageClass }, signal),
+          async () => void (await this.client.send(new (sdk().PutObjectCommand)({ ...params, Body: buffer }), { abortSignal: signal })),
+        );
       } else if (options.size !== undefined && options.size <= SINGLE_PUT_MAX) {
         // Streamed straight through without buffering; the SDK does not retry a stream (it cannot replay it).
         const exact = exactLength(body, options.size, `${this.location}: put ${key}`, fail);
-        await this.client.send(new PutObjectCommand({ ...params, Body: exact, ContentLength: options.size }), { abortSignal: signal });
+        await this.client.send(new (sdk().PutObjectCommand)({ ...params, Body: exact, ContentLength: options.size }), { abortSignal: signal });
       } else {
         // lib-storage reads the body itself and fails on its error, aborting the multipart upload
         // (rule 32) before it returns; cutting it short here would skip that cleanup.
@@ -350,6 +404,8 @@ function exactLength(body: Readable, size: number, where: string, fail: (err: un
 
 /** Region from the AWS default chain (AWS_REGION, profile), else us-east-1 (fine for S3-compatibles). */
 async function defaultRegion(): Promise<string> {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { loadConfig, NODE_REGION_CONFIG_FILE_OPTIONS, NODE_REGION_CONFIG_OPTIONS } = require('@smithy/core/config') as typeof import('@smithy/core/config');
   try {
     return await loadConfig(NODE_REGION_CONFIG_OPTIONS, NODE_REGION_CONFIG_FILE_OPTIONS)();
   } catch {

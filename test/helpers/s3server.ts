@@ -80,6 +80,8 @@ export function s3rverEnv(s3: Pick<S3rverHandle, 'bucket' | 'endpoint'>, prefix:
     AWS_ACCESS_KEY_ID: 'S3RVER',
     AWS_SECRET_ACCESS_KEY: 'S3RVER',
     AWS_EC2_METADATA_DISABLED: 'true',
+    // WALTS_S3_CLIENT=sdk in the test's environment: the walts processes use the AWS SDK alone too.
+    ...(process.env['WALTS_S3_CLIENT'] === 'sdk' ? { WALTS_S3_CLIENT: 'sdk' } : {}),
   };
 }
 
@@ -100,7 +102,8 @@ export function s3StoreConfig(
     ioTimeoutMs: 5000,
     retryDeadlineMs: 3000,
     ...rest,
-    s3: { endpoint, forcePathStyle: true, region: 'us-east-1', conditionalPut: 'auto', ...s3 },
+    // WALTS_S3_CLIENT=sdk in the test's environment runs every S3 test through the AWS SDK alone.
+    s3: { endpoint, forcePathStyle: true, region: 'us-east-1', conditionalPut: 'auto', client: process.env['WALTS_S3_CLIENT'] === 'sdk' ? 'sdk' : 'auto', ...s3 },
   };
 }
 

@@ -262,7 +262,11 @@ describe('wal-push / wal-fetch contract (walts binary, s3rver behind a fault pro
     const seg = fakeSegment(SEG1);
     const dir = pgdata({ [SEG1]: seg });
     const key = `${prefixOf(e)}/walts_v1/wal/0000000100000000/${SEG1}.pgp`;
-    proxy.inject({ kind: 'truncate-request', bytes: 200_000, method: 'PUT', pathIncludes: key, times: 100 });
+    // One cut upload; its retries are refused before they reach s3rver. (Retries cut short in turn
+    // made s3rver drop the partial object again whenever the push was fast enough to get a second
+    // attempt in within the 1 s deadline: the lean S3 transport is, the SDK mostly was not.)
+    proxy.inject({ kind: 'truncate-request', bytes: 200_000, method: 'PUT', pathIncludes: key, times: 1 });
+    proxy.inject({ kind: 'status', status: 503, method: 'PUT', pathIncludes: key, times: 100 });
     const cut = await push(e, dir, SEG1);
     proxy.clear();
     expect(cut.code).toBe(4); // store unavailable: PostgreSQL keeps the file and retries

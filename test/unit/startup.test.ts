@@ -121,9 +121,22 @@ describe('what one per-segment call loads', () => {
     rmSync(join(work, 'restore/pg_wal', seg));
   });
 
-  it('wal-push and wal-fetch on S3 without a key: the S3 client, not lib-storage (multipart only), openpgp, yargs or pg', async () => {
+  it('wal-push and wal-fetch on S3 with environment credentials: the lean transport, no AWS SDK, openpgp, yargs or pg', async () => {
     for (const [args, cwd] of [push(), fetch()]) {
       const out = await runMain(args, cwd, s3Env);
+      expect(out).toMatchObject({ exitCode: 0, stderr: '' });
+      expect(out.loaded).toEqual(['lz4']);
+    }
+    rmSync(join(work, 'restore/pg_wal', seg));
+  });
+
+  // Where the transport would not send exactly what the SDK sends, the SDK does it all, as before.
+  it.each([
+    ['WALTS_S3_CLIENT=sdk', { WALTS_S3_CLIENT: 'sdk' }],
+    ['a setting the SDK reads (AWS_CREDENTIAL_EXPIRATION)', { AWS_CREDENTIAL_EXPIRATION: '2999-01-01T00:00:00Z' }],
+  ])('with %s: the S3 client, not lib-storage (multipart only), openpgp, yargs or pg', async (_name, extra) => {
+    for (const [args, cwd] of [push(), fetch()]) {
+      const out = await runMain(args, cwd, { ...s3Env, ...extra });
       expect(out).toMatchObject({ exitCode: 0, stderr: '' });
       expect(out.loaded).toContain('@aws-sdk/client-s3');
       expect(out.loaded).toContain('lz4');

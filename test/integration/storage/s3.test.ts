@@ -31,6 +31,18 @@ describeStorage(
   { nestedListOrderBroken: true },
 );
 
+// The same contract with every request through the AWS SDK (WALTS_S3_CLIENT=sdk): still the path for
+// profiles, roles, AWS endpoints and anything else the lean transport leaves to it (storage/s3Lean.ts),
+// and no other s3rver test takes it any more.
+describeStorage(
+  's3 (s3rver), AWS SDK only',
+  async () => {
+    const storage = openStorage(s3StoreConfig(server.endpoint, server.bucket, nextPrefix(), { s3: { client: 'sdk' } }));
+    return { storage, cleanup: () => storage.close() };
+  },
+  { nestedListOrderBroken: true },
+);
+
 describe('S3Storage against s3rver', () => {
   const opened: Array<{ close(): Promise<void> }> = [];
   afterEach(async () => {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { StoreConfig } from '../../../src/config';
 import { UnavailableError } from '../../../src/errors';
 
-const base = { prefix: '', connectTimeoutMs: 1000, ioTimeoutMs: 1000, retryDeadlineMs: 1000, s3: { forcePathStyle: false, conditionalPut: 'auto' as const } };
+const base = { prefix: '', connectTimeoutMs: 1000, ioTimeoutMs: 1000, retryDeadlineMs: 1000, s3: { forcePathStyle: false, conditionalPut: 'auto' as const, client: 'auto' as const } };
 
 describe('openStorage', () => {
   let dir: string;
