@@ -1,0 +1,143 @@
+/**
+ * LZ4 frame encoder (the format `lz4 -d` reads, https://github.com/lz4/lz4/blob/dev/doc/lz4_Frame_format.md),
+ * our own framing around the `lz4` package's native block compressor (`LZ4_compress_default`) and
+ * xxHash32: the counterpart of the decoder in lz4Frame.ts. It writes, byte for byte, what the
+ * package's encoder stream writes with `{ blockMaxSize: 4 MiB, streamChecksum: true, blockChecksum:
+ * false }`: independent 4 MiB blocks, a content checksum, no block checksums, no content size.
+ *
+ * Why not the package's encoder stream: it joins its input with Buffer.concat, compresses each block
+ * into a fresh buffer of compressBound(4 MiB) and hands on a view of it. On this VM first-touched
+ * memory costs more than LZ4 itself (docs/performance.md, "LZ4 encoding"). Here:
+ * - a whole block lying within one input chunk is compressed where it lies (wal-push reads 4 MiB
+ *   steps: no input copy at all); only blocks spread over chunks are gathered, into a block buffer
+ *   from blockPool that never leaves this encoder and is reused by the next encoder;
+ * - each block is compressed into one process-wide scratch buffer and copied out at its exact size.
+ *   The scratch is written and read within one synchronous call (no await in between; worker
+ *   threads have their own module instance), so encoders sharing it cannot see each other's bytes.
+ *
+ * Output chunks are the consumer's to keep: each is a buffer of its own, never written again (the
+ * whole of its memory, so the codec worker transfers it without a copy, workerStage.forTransfer).
+ */
+import { Transform, type TransformCallback } from 'node:stream';
+import { giveBack, takeBlock } from './blockPool';
+import type { Lz4Native } from './lz4Frame';
+
+/** The parts of the `lz4` package the encoder uses, beyond the decoder's. */
+export interface Lz4NativeEncode extends Lz4Native {
+  /** `LZ4_compress_default`: compressed size, or 0 when it does not fit in `output`. */
+  encodeBlock(input: Buffer, output: Buffer): number;
+  encodeBound(size: number): number;
+}
+
+const FRAME_MAGIC = 0x184d2204;
+export const LZ4_BLOCK_MAX = 4 << 20;
+/** FLG: version 01, independent blocks, content checksum. BD: block maximum code 7 (4 MiB). */
+const FLG = 0x64;
+const BD = 7 << 4;
+/** A stored (uncompressed) block: the high bit of its size word. */
+const RAW_BLOCK = 0x80000000;
+
+/** Shared by every encoder of this thread; see the file comment for why that is safe. */
+let scratch: Buffer | undefined;
+
+export class Lz4FrameEncoder extends Transform {
+  readonly #lz4: Lz4NativeEncode;
+  #started = false;
+  /** Gathers a block whose bytes arrive in more than one chunk. */
+  #block: Buffer | undefined;
+  #held = 0;
+  #xxh: unknown = null;
+
+  constructor(lz4: Lz4NativeEncode) {
+    super();
+    this.#lz4 = lz4;
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    try {
+      this.#start();
+      let pos = 0;
+      while (pos < chunk.length) {
+        if (this.#held === 0 && chunk.length - pos >= LZ4_BLOCK_MAX) {
+          this.#emitBlock(chunk.subarray(pos, pos + LZ4_BLOCK_MAX));
+          pos += LZ4_BLOCK_MAX;
+          continue;
+        }
+        this.#block ??= takeBlock(LZ4_BLOCK_MAX);
+        const copied = chunk.copy(this.#block, this.#held, pos, pos + Math.min(chunk.length - pos, LZ4_BLOCK_MAX - this.#held));
+        this.#held += copied;
+        pos += copied;
+        if (this.#held === LZ4_BLOCK_MAX) this.#emitHeld();
+      }
+      done();
+    } catch (err) {
+      done(err as Error);
+    }
+  }
+
+  override _flush(done: TransformCallback): void {
+    try {
+      this.#start();
+      if (this.#held > 0) this.#emitHeld();
+      this.#releaseBlock();
+      const end = Buffer.allocUnsafe(8);
+      end.writeUInt32LE(0, 0);
+      end.writeUInt32LE((this.#lz4.utils.streamChecksum(null, this.#xxh) as number) >>> 0, 4);
+      done(null, end);
+    } catch (err) {
+      done(err as Error);
+    }
+  }
+
+  override _destroy(err: Error | null, done: (err: Error | null) => void): void {
+    this.#releaseBlock();
+    done(err);
+  }
+
+  /** The frame header, pushed before the first block (also for empty input, as the package does). */
+  #start(): void {
+    if (this.#started) return;
+    this.#started = true;
+    const header = Buffer.allocUnsafe(7);
+    header.writeUInt32LE(FRAME_MAGIC, 0);
+    header[4] = FLG;
+    header[5] = BD;
+    header[6] = (this.#lz4.utils.blockChecksum(header.subarray(4, 6)) >>> 8) & 0xff;
+    this.push(header);
+  }
+
+  #emitHeld(): void {
+    const data = this.#block!.subarray(0, this.#held);
+    this.#held = 0;
+    this.#emitBlock(data);
+  }
+
+  /**
+   * Compresses one block of plain bytes and pushes it as a buffer of its own. Stored compressed
+   * exactly when the package stores it so (0 < size ≤ block maximum, with compressBound room),
+   * else stored raw: the same bytes as its encoder.
+   */
+  #emitBlock(data: Buffer): void {
+    const out = (scratch ??= Buffer.allocUnsafeSlow(4 + this.#lz4.encodeBound(LZ4_BLOCK_MAX)));
+    const compressed = this.#lz4.encodeBlock(data, out.subarray(4, 4 + this.#lz4.encodeBound(data.length)));
+    let block: Buffer;
+    if (compressed > 0 && compressed <= LZ4_BLOCK_MAX) {
+      block = Buffer.allocUnsafeSlow(4 + compressed);
+      out.copy(block, 4, 4, 4 + compressed);
+      block.writeUInt32LE(compressed, 0);
+    } else {
+      block = Buffer.allocUnsafeSlow(4 + data.length);
+      data.copy(block, 4);
+      block.writeUInt32LE((RAW_BLOCK | data.length) >>> 0, 0);
+    }
+    this.#xxh = this.#lz4.utils.streamChecksum(data, this.#xxh);
+    this.push(block);
+  }
+
+  /** The block buffer never left this encoder: the next one may gather into it. */
+  #releaseBlock(): void {
+    if (this.#block) giveBack(this.#block);
+    this.#block = undefined;
+    this.#held = 0;
+  }
+}
