@@ -15,11 +15,14 @@
  *   The scratch is written and read within one synchronous call (no await in between; worker
  *   threads have their own module instance), so encoders sharing it cannot see each other's bytes.
  *
+ * Input chunks lent by a reader (util/readSteps.ts) are given back (`releaseChunk`) once consumed:
+ * each is read synchronously within `_transform`, never kept.
+ *
  * Output chunks are the consumer's to keep: each is a buffer of its own, never written again (the
  * whole of its memory, so the codec worker transfers it without a copy, workerStage.forTransfer).
  */
 import { Transform, type TransformCallback } from 'node:stream';
-import { giveBack, takeBlock } from './blockPool';
+import { giveBack, releaseChunk, takeBlock } from './blockPool';
 import type { Lz4Native } from './lz4Frame';
 
 /** The parts of the `lz4` package the encoder uses, beyond the decoder's. */
@@ -72,6 +75,9 @@ export class Lz4FrameEncoder extends Transform {
       done();
     } catch (err) {
       done(err as Error);
+    } finally {
+      // Compressed into fresh output or copied into our block: nothing here reads the chunk again.
+      releaseChunk(chunk);
     }
   }
 
