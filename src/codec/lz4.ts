@@ -18,6 +18,6 @@ function lz4Module(): Lz4NativeEncode {
  */
 export const lz4Codec: Codec = {
   name: 'lz4',
-  encoder: () => new Lz4FrameEncoder(lz4Module()),
+  encoder: (options) => new Lz4FrameEncoder(lz4Module(), options),
   decoder: (options) => new Lz4FrameDecoder(lz4Module(), { lendOutput: options?.lendOutput === true }),
 };

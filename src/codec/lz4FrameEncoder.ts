@@ -18,8 +18,15 @@
  * Input chunks lent by a reader (util/readSteps.ts) are given back (`releaseChunk`) once consumed:
  * each is read synchronously within `_transform`, never kept.
  *
- * Output chunks are the consumer's to keep: each is a buffer of its own, never written again (the
- * whole of its memory, so the codec worker transfers it without a copy, workerStage.forTransfer).
+ * Output chunks are the consumer's to keep: never written again once handed on. Two layouts:
+ * - by default each block is a buffer of its own at its exact size (the whole of its memory, so the
+ *   codec worker transfers it without a copy, workerStage.forTransfer);
+ * - given the plain size (`plainSize`, wal-push: the segment's size) and a frame bound within
+ *   ARENA_MAX, the whole frame is written into one buffer of that bound, each block compressed
+ *   straight into it, and each call hands on a view of what it wrote: consecutive views of one
+ *   buffer, which the spool joins without a copy (util/spool.ts). Bytes are only ever written past
+ *   the end of every view handed on. Pages of the bound never written are never touched (no fault).
+ *   If more bytes come than announced, the rest goes the default way.
  */
 import { Transform, type TransformCallback } from 'node:stream';
 import { giveBack, releaseChunk, takeBlock } from './blockPool';
@@ -41,8 +48,23 @@ const BD = 7 << 4;
 /** A stored (uncompressed) block: the high bit of its size word. */
 const RAW_BLOCK = 0x80000000;
 
+/** Largest frame written into one buffer: the spool's memory limit (a larger one goes to a file). */
+const ARENA_MAX = 64 << 20;
+
 /** Shared by every encoder of this thread; see the file comment for why that is safe. */
 let scratch: Buffer | undefined;
+
+export interface Lz4EncoderOptions {
+  /** The plain size, if known before the first byte: see the file comment. */
+  readonly plainSize?: number;
+}
+
+/** The most bytes a frame of `plainSize` plain bytes can take: header, blocks at compressBound, end mark and checksum. */
+function frameBound(lz4: Lz4NativeEncode, plainSize: number): number {
+  const full = Math.floor(plainSize / LZ4_BLOCK_MAX);
+  const tail = plainSize - full * LZ4_BLOCK_MAX;
+  return 7 + full * (4 + lz4.encodeBound(LZ4_BLOCK_MAX)) + (tail > 0 ? 4 + lz4.encodeBound(tail) : 0) + 8;
+}
 
 export class Lz4FrameEncoder extends Transform {
   readonly #lz4: Lz4NativeEncode;
@@ -51,10 +73,16 @@ export class Lz4FrameEncoder extends Transform {
   #block: Buffer | undefined;
   #held = 0;
   readonly #xxh = new Xxh32();
+  readonly #plainSize: number | undefined;
+  /** The one output buffer (plainSize given): written up to #end, handed on up to #handed. */
+  #arena: Buffer | undefined;
+  #end = 0;
+  #handed = 0;
 
-  constructor(lz4: Lz4NativeEncode) {
+  constructor(lz4: Lz4NativeEncode, options: Lz4EncoderOptions = {}) {
     super();
     this.#lz4 = lz4;
+    this.#plainSize = options.plainSize;
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
@@ -73,6 +101,7 @@ export class Lz4FrameEncoder extends Transform {
         pos += copied;
         if (this.#held === LZ4_BLOCK_MAX) this.#emitHeld();
       }
+      this.#handOnArena();
       done();
     } catch (err) {
       done(err as Error);
@@ -87,6 +116,15 @@ export class Lz4FrameEncoder extends Transform {
       this.#start();
       if (this.#held > 0) this.#emitHeld();
       this.#releaseBlock();
+      const arena = this.#arena;
+      if (arena && this.#end + 8 <= arena.length) {
+        arena.writeUInt32LE(0, this.#end);
+        arena.writeUInt32LE(this.#xxh.digest(), this.#end + 4);
+        this.#end += 8;
+        this.#handOnArena();
+        return done();
+      }
+      this.#handOnArena();
       const end = Buffer.allocUnsafe(8);
       end.writeUInt32LE(0, 0);
       end.writeUInt32LE(this.#xxh.digest(), 4);
@@ -105,12 +143,22 @@ export class Lz4FrameEncoder extends Transform {
   #start(): void {
     if (this.#started) return;
     this.#started = true;
-    const header = Buffer.allocUnsafe(7);
+    const bound = this.#plainSize === undefined ? Infinity : frameBound(this.#lz4, this.#plainSize);
+    if (bound <= ARENA_MAX) this.#arena = Buffer.allocUnsafeSlow(bound);
+    const header = this.#arena ?? Buffer.allocUnsafe(7);
     header.writeUInt32LE(FRAME_MAGIC, 0);
     header[4] = FLG;
     header[5] = BD;
     header[6] = (this.#lz4.utils.blockChecksum(header.subarray(4, 6)) >>> 8) & 0xff;
-    this.push(header);
+    if (this.#arena) this.#end = 7; // handed on with the first block
+    else this.push(header);
+  }
+
+  /** Hands on what this call wrote into the arena, as one view (see the file comment). */
+  #handOnArena(): void {
+    if (!this.#arena || this.#end === this.#handed) return;
+    this.push(this.#arena.subarray(this.#handed, this.#end));
+    this.#handed = this.#end;
   }
 
   #emitHeld(): void {
@@ -120,13 +168,32 @@ export class Lz4FrameEncoder extends Transform {
   }
 
   /**
-   * Compresses one block of plain bytes and pushes it as a buffer of its own. Stored compressed
+   * Compresses one block of plain bytes into the arena (handed on at the end of the call), or else
+   * pushes it as a buffer of its own. Stored compressed
    * exactly when the package stores it so (0 < size ≤ block maximum, with compressBound room),
    * else stored raw: the same bytes as its encoder.
    */
   #emitBlock(data: Buffer): void {
+    this.#xxh.update(data);
+    const bound = this.#lz4.encodeBound(data.length);
+    const arena = this.#arena;
+    if (arena && this.#end + 4 + bound <= arena.length) {
+      const at = this.#end;
+      const compressed = this.#lz4.encodeBlock(data, arena.subarray(at + 4, at + 4 + bound));
+      if (compressed > 0 && compressed <= LZ4_BLOCK_MAX) {
+        arena.writeUInt32LE(compressed, at);
+        this.#end = at + 4 + compressed;
+      } else {
+        arena.writeUInt32LE((RAW_BLOCK | data.length) >>> 0, at);
+        this.#end = at + 4 + data.copy(arena, at + 4);
+      }
+      return;
+    }
+    // No arena, or more bytes than announced: this block and the rest as buffers of their own.
+    this.#handOnArena();
+    this.#arena = undefined;
     const out = (scratch ??= Buffer.allocUnsafeSlow(4 + this.#lz4.encodeBound(LZ4_BLOCK_MAX)));
-    const compressed = this.#lz4.encodeBlock(data, out.subarray(4, 4 + this.#lz4.encodeBound(data.length)));
+    const compressed = this.#lz4.encodeBlock(data, out.subarray(4, 4 + bound));
     let block: Buffer;
     if (compressed > 0 && compressed <= LZ4_BLOCK_MAX) {
       block = Buffer.allocUnsafeSlow(4 + compressed);
@@ -137,7 +204,6 @@ export class Lz4FrameEncoder extends Transform {
       data.copy(block, 4);
       block.writeUInt32LE((RAW_BLOCK | data.length) >>> 0, 0);
     }
-    this.#xxh.update(data);
     this.push(block);
   }
 

@@ -242,7 +242,7 @@ async function encode(deps: Deps, handle: fsp.FileHandle, fileSize: number, sign
   // same few buffers for every segment (util/readSteps.ts; docs/performance.md, "LZ4 encoding").
   const { plain } = await encodeTo(deps.codecs, readSteps(handle, READ_STEP), async (encoded) => {
     spooled = await spool(encoded);
-  }, signal);
+  }, signal, { plainSize: fileSize });
   if (!spooled) throw new Error('encoder produced no output');
   if (plain.size !== fileSize) {
     await spooled.cleanup();

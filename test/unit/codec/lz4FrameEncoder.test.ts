@@ -31,8 +31,8 @@ async function run(stage: NodeJS.ReadWriteStream, chunks: Buffer[]): Promise<Buf
 
 const packageFrame = async (data: Buffer): Promise<Buffer> =>
   Buffer.concat(await run(lz4Package.createEncoderStream({ blockMaxSize: 4 * MiB, streamChecksum: true, blockChecksum: false }), [data]));
-const ourFrame = async (data: Buffer, chunk = 64 << 10): Promise<Buffer> =>
-  Buffer.concat(await run(lz4Codec.encoder(), data.length === 0 ? [] : chunked(data, chunk)));
+const ourFrame = async (data: Buffer, chunk = 64 << 10, plainSize?: number): Promise<Buffer> =>
+  Buffer.concat(await run(lz4Codec.encoder(plainSize === undefined ? undefined : { plainSize }), data.length === 0 ? [] : chunked(data, chunk)));
 
 /** WAL-like: compressible records with noise, and incompressible stretches. */
 function mixed(size: number): Buffer {
@@ -65,6 +65,27 @@ describe('LZ4 frame encoder', () => {
     }
   });
 
+  it.each(inputs)('writes the package\'s bytes into one buffer when told the size, right or wrong: %s', async (_name, data) => {
+    const expected = await packageFrame(data);
+    for (const plainSize of [data.length, Math.max(0, data.length - 1), data.length + 5 * MiB]) {
+      for (const chunk of plainSize === data.length ? [65_536, 4 * MiB] : [4 * MiB]) {
+        const ours = await ourFrame(data, chunk, plainSize);
+        expect({ plainSize, chunk, equal: ours.equals(expected) }).toEqual({ plainSize, chunk, equal: true });
+      }
+    }
+  });
+
+  it('with the size known, hands on consecutive views of one buffer: one per call, the header with the first block', async () => {
+    const data = mixed(9 * MiB + 5);
+    const chunks = await run(lz4Codec.encoder({ plainSize: data.length }), chunked(data, 4 * MiB));
+    expect(chunks.length).toBeLessThanOrEqual(4); // three reads of 4 MiB or less, then the end mark with the last block
+    for (const [i, c] of chunks.entries()) {
+      expect(c.buffer).toBe(chunks[0]!.buffer);
+      if (i > 0) expect(c.byteOffset).toBe(chunks[i - 1]!.byteOffset + chunks[i - 1]!.length);
+    }
+    expect(Buffer.concat(chunks).equals(await packageFrame(data))).toBe(true);
+  });
+
   it('writes frames the stock `lz4 -d` and our decoder read back', async () => {
     for (const data of [Buffer.alloc(0), mixed(9 * MiB + 12_345), randomBytes(4 * MiB + 100)]) {
       const frame = await ourFrame(data, 4 * MiB);
@@ -80,14 +101,17 @@ describe('LZ4 frame encoder', () => {
     // after them (reusing those blocks); every chunk is kept until the very end and only then compared.
     const datas = [mixed(9 * MiB + 1), randomBytes(6 * MiB), mixed(5 * MiB + 3), mixed(4 * MiB), randomBytes(3 * MiB), mixed(8 * MiB + 5)];
     const chunkings = [65_536, 1_000_003, 4 * MiB, 333_333, 4 * MiB + 1, 65_536];
-    const first = await Promise.all(datas.slice(0, 3).map((d, i) => run(lz4Codec.encoder(), chunked(d, chunkings[i]!))));
-    const later = await Promise.all(datas.slice(3).map((d, i) => run(lz4Codec.encoder(), chunked(d, chunkings[3 + i]!))));
+    // Every other encoder is told the size (one output buffer) or a wrong one (part in one buffer).
+    const sizes = [undefined, 6 * MiB, 5 * MiB, undefined, 3 * MiB, 4 * MiB];
+    const encoder = (i: number) => lz4Codec.encoder(sizes[i] === undefined ? undefined : { plainSize: sizes[i]! });
+    const first = await Promise.all(datas.slice(0, 3).map((d, i) => run(encoder(i), chunked(d, chunkings[i]!))));
+    const later = await Promise.all(datas.slice(3).map((d, i) => run(encoder(3 + i), chunked(d, chunkings[3 + i]!))));
     const kept = [...first, ...later];
     for (const [i, chunks] of kept.entries()) {
       expect(Buffer.concat(chunks).equals(await packageFrame(datas[i]!))).toBe(true);
     }
     // Each block is the whole of its own memory (transferable to a worker without a copy); the
     // 7-byte header and the 8-byte end come from Node's small-buffer pool.
-    for (const c of kept.flat().filter((c) => c.length >= 64 << 10)) expect(c.byteOffset === 0 && c.byteLength === c.buffer.byteLength).toBe(true);
+    for (const c of [...kept[0]!, ...kept[3]!].filter((c) => c.length >= 64 << 10)) expect(c.byteOffset === 0 && c.byteLength === c.buffer.byteLength).toBe(true);
   });
 });
