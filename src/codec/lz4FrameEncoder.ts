@@ -1,26 +1,26 @@
 /**
  * LZ4 frame encoder (the format `lz4 -d` reads, https://github.com/lz4/lz4/blob/dev/doc/lz4_Frame_format.md),
- * our own framing around the `lz4` package's native block compressor (`LZ4_compress_default`), with
- * the content checksum by our xxHash32 (xxhash32.ts, faster than the package's streaming one): the counterpart of the decoder in lz4Frame.ts. It writes, byte for byte, what the
- * package's encoder stream writes with `{ blockMaxSize: 4 MiB, streamChecksum: true, blockChecksum:
- * false }`: independent 4 MiB blocks, a content checksum, no block checksums, no content size.
+ * the counterpart of the decoder in lz4Frame.ts: our own framing around the `lz4` package's native
+ * block compressor (`LZ4_compress_default`), with the content checksum by our xxHash32 (xxhash32.ts,
+ * faster here than the package's streaming one). It writes, byte for byte, what the package's
+ * encoder stream writes with `{ blockMaxSize: 4 MiB, streamChecksum: true, blockChecksum: false }`:
+ * independent 4 MiB blocks, a content checksum, no block checksums, no content size.
  *
  * Why not the package's encoder stream: it joins its input with Buffer.concat, compresses each block
  * into a fresh buffer of compressBound(4 MiB) and hands on a view of it. On this VM first-touched
- * memory costs more than LZ4 itself (docs/performance.md, "LZ4 encoding"). Here:
+ * memory costs more than LZ4 itself (docs/performance.md, "LZ4 encoding"). Here, on input:
  * - a whole block lying within one input chunk is compressed where it lies (wal-push reads 4 MiB
  *   steps: no input copy at all); only blocks spread over chunks are gathered, into a block buffer
  *   from blockPool that never leaves this encoder and is reused by the next encoder;
- * - each block is compressed into one process-wide scratch buffer and copied out at its exact size.
- *   The scratch is written and read within one synchronous call (no await in between; worker
- *   threads have their own module instance), so encoders sharing it cannot see each other's bytes.
- *
- * Input chunks lent by a reader (util/readSteps.ts) are given back (`releaseChunk`) once consumed:
- * each is read synchronously within `_transform`, never kept.
+ * - input chunks lent by a reader (util/readSteps.ts) are given back (`releaseChunk`) at the end of
+ *   the `_transform` that read them: each is read synchronously there, never kept.
  *
  * Output chunks are the consumer's to keep: never written again once handed on. Two layouts:
- * - by default each block is a buffer of its own at its exact size (the whole of its memory, so the
- *   codec worker transfers it without a copy, workerStage.forTransfer);
+ * - by default each block is compressed into one process-wide scratch buffer and copied out at its
+ *   exact size: a buffer of its own, the whole of its memory, so the codec worker transfers it
+ *   without a copy (workerStage.forTransfer). The scratch is written and read within one
+ *   synchronous call (no await in between; worker threads have their own module instance), so
+ *   encoders sharing it cannot see each other's bytes;
  * - given the plain size (`plainSize`, wal-push: the segment's size) and a frame bound within
  *   ARENA_MAX, the whole frame is written into one buffer of that bound, each block compressed
  *   straight into it, and each call hands on a view of what it wrote: consecutive views of one
@@ -59,7 +59,7 @@ export interface Lz4EncoderOptions {
   readonly plainSize?: number;
 }
 
-/** The most bytes a frame of `plainSize` plain bytes can take: header, blocks at compressBound, end mark and checksum. */
+/** The most a frame of `plainSize` bytes can take: header, blocks at compressBound, end mark, checksum. */
 function frameBound(lz4: Lz4NativeEncode, plainSize: number): number {
   const full = Math.floor(plainSize / LZ4_BLOCK_MAX);
   const tail = plainSize - full * LZ4_BLOCK_MAX;
