@@ -29,7 +29,7 @@ export async function encodeTo(
   source: Readable | AsyncIterable<Buffer>,
   sink: (encoded: AsyncIterable<Buffer>) => Promise<void>,
   signal?: AbortSignal,
-  options: { offload?: boolean } = {},
+  options: { offload?: boolean; plainSize?: number } = {},
 ): Promise<Encoded> {
   // Not with OpenPGP for now: encrypting in the worker measured 320 MiB peak RSS on incompressible
   // data (bench:memory --s3 --random-mib 256) against a 256 MiB budget; LZ4 alone stays inside it.
@@ -43,7 +43,8 @@ export async function encodeTo(
   const plain = new DigestStream();
   // The stored bytes are counted, not hashed: the plain SHA-256 is the one digest a read checks.
   const stored = new CountingStream();
-  await pipeStages([source, plain, ...codecs.encoders(), stored, sink], signal);
+  const encoders = codecs.encoders(options.plainSize === undefined ? undefined : { plainSize: options.plainSize });
+  await pipeStages([source, plain, ...encoders, stored, sink], signal);
   return { plain: { sha256: plain.digest(), size: plain.bytes }, storedBytes: stored.bytes };
 }
 

@@ -8,8 +8,11 @@
  * free list in exactly two ways:
  * - `giveBack`, by a decoder, for a buffer it never handed to anyone (its input staging buffer);
  * - `releaseChunk`, by the final consumer of a chunk a decoder *lent* (`Lending`), once nothing can
- *   read that chunk any more (decodeObject: after the file write of it completed). A chunk that is
- *   never released is simply garbage collected: forgetting a release costs memory, never bytes.
+ *   read that chunk any more (decodeObject: after the file write of it completed);
+ * - `releaseChunk`, by the LZ4 encoder, for a file step a reader lent it as input
+ *   (util/readSteps.ts), at the end of the `_transform` that compressed or copied it.
+ * A chunk that is never released is simply garbage collected: forgetting a release costs memory,
+ * never bytes.
  */
 
 /** Free buffers kept per size: enough for the prefetcher's concurrent fetches, bounded memory. */

@@ -1,6 +1,6 @@
 import type { Duplex } from 'node:stream';
 import { IntegrityError } from '../errors';
-import type { Codec, DecodeOptions } from './codec';
+import type { Codec, DecodeOptions, EncodeOptions } from './codec';
 import { lz4Codec } from './lz4';
 import type { CodecSpec } from './make';
 
@@ -27,8 +27,9 @@ export class CodecSet {
     return this.writeChain.map((c) => `.${c.name}`).join('');
   }
 
-  encoders(): Duplex[] {
-    return this.writeChain.map((c) => c.encoder());
+  encoders(options?: EncodeOptions): Duplex[] {
+    // Only the first encoder sees the plain bytes the hint is about.
+    return this.writeChain.map((c, i) => c.encoder(i === 0 ? options : undefined));
   }
 
   /** Decoders for a suffix list as returned by `splitCodecSuffix`, outermost first. */

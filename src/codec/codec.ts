@@ -9,9 +9,18 @@ export interface Codec {
   /** Key suffix without the dot: `lz4`, `pgp`. */
   readonly name: string;
   /** A fresh transform from plain to encoded bytes. */
-  encoder(): Duplex;
+  encoder(options?: EncodeOptions): Duplex;
   /** A fresh transform from encoded to plain bytes; errors on corrupt or unauthenticated input. */
   decoder(options?: DecodeOptions): Duplex;
+}
+
+export interface EncodeOptions {
+  /**
+   * How many bytes the encoder will be given, when known before the first one (a WAL segment's
+   * file size): an encoder may then write its whole output into one buffer. Only a hint: more or
+   * fewer bytes must still encode correctly. `CodecSet.encoders` passes it to the first encoder only.
+   */
+  readonly plainSize?: number;
 }
 
 export interface DecodeOptions {

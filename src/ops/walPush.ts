@@ -27,7 +27,12 @@ import { LONG_HEADER_SIZE, parseWalSegmentHeader, type WalSegmentHeader } from '
 import { isValidSegmentSize, parseSegmentName, parseWalFileName, segmentStartLsn, type WalFileName } from '../postgres/walName';
 import { encodeTo } from '../archive/encode';
 import { spool, type Spooled } from '../util/spool';
+import { LZ4_BLOCK_MAX } from '../codec/lz4FrameEncoder';
+import { readSteps } from '../util/readSteps';
 import { identityOf, type FileIdentity } from './pushRecord';
+
+/** Segment read step: one LZ4 block (lz4FrameEncoder.ts). */
+const READ_STEP = LZ4_BLOCK_MAX;
 
 /** History and backup-history files are a few lines of text. */
 const MAX_TEXT_FILE = 1 << 20;
@@ -232,12 +237,12 @@ async function validateSource(handle: fsp.FileHandle, name: WalFileName, size: n
 
 async function encode(deps: Deps, handle: fsp.FileHandle, fileSize: number, signal?: AbortSignal): Promise<{ plain: PlainFacts; spooled: Spooled }> {
   let spooled: Spooled | undefined;
-  // autoClose off: the caller closes the handle. The stream is destroyed after use either way,
-  // which releases its hold on the handle (FileHandle.close() waits for that).
-  const source = handle.createReadStream({ start: 0, autoClose: false });
-  const { plain } = await encodeTo(deps.codecs, source, async (encoded) => {
+  // Read in steps of one LZ4 block into reused memory: 64 times fewer reads than a read stream's
+  // 64 KiB, each step a whole block the encoder compresses where it lies (no gathering), and the
+  // same few buffers for every segment (util/readSteps.ts; docs/performance.md, "LZ4 encoding").
+  const { plain } = await encodeTo(deps.codecs, readSteps(handle, READ_STEP), async (encoded) => {
     spooled = await spool(encoded);
-  }, signal).finally(() => source.destroy());
+  }, signal, { plainSize: fileSize });
   if (!spooled) throw new Error('encoder produced no output');
   if (plain.size !== fileSize) {
     await spooled.cleanup();

@@ -15,6 +15,10 @@ export interface Spooled {
 /**
  * Drains `source` into a spool. Memory stays under `memoryLimit` whatever the size: an upload needs
  * its size (and, for WAL, its digest) before it starts, so the bytes must wait somewhere.
+ *
+ * Chunks that are consecutive views of one buffer (the LZ4 encoder writes a WAL segment's whole
+ * frame into one, lz4FrameEncoder.ts) are joined as a view, not copied: a frame that arrives that
+ * way is held without a gathering copy (docs/performance.md, "LZ4 encoding").
  */
 export async function spool(source: AsyncIterable<Buffer>, memoryLimit = 64 << 20, dir = tmpdir()): Promise<Spooled> {
   const chunks: Buffer[] = [];
@@ -31,7 +35,7 @@ export async function spool(source: AsyncIterable<Buffer>, memoryLimit = 64 << 2
         chunks.length = 0;
       }
       if (file) await file.handle.write(chunk);
-      else chunks.push(chunk);
+      else keep(chunks, chunk);
     }
   } catch (err) {
     if (file) {
@@ -41,10 +45,20 @@ export async function spool(source: AsyncIterable<Buffer>, memoryLimit = 64 << 2
     throw err;
   }
   if (!file) {
-    const data = Buffer.concat(chunks, size);
+    const data = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
     return { size, body: () => data, cleanup: async () => {} };
   }
   await file.handle.close();
   const path = file.path;
   return { size, body: () => createReadStream(path), cleanup: () => fsp.rm(path, { force: true }) };
+}
+
+/** Appends `chunk`, joined to the last one when it continues it in the same memory (one view, no copy). */
+function keep(chunks: Buffer[], chunk: Buffer): void {
+  const last = chunks[chunks.length - 1];
+  if (last && last.buffer === chunk.buffer && last.byteOffset + last.length === chunk.byteOffset) {
+    chunks[chunks.length - 1] = Buffer.from(last.buffer, last.byteOffset, last.length + chunk.length);
+  } else {
+    chunks.push(chunk);
+  }
 }
