@@ -80,8 +80,15 @@ async function main(): Promise<void> {
     });
     const pgdata = join(work, 'pgdata');
     mkdirSync(join(pgdata, 'pg_wal/archive_status'), { recursive: true });
-    const restore = join(work, 'restore');
-    mkdirSync(join(restore, 'pg_wal'), { recursive: true });
+    // Every wal-fetch gets a restore directory of its own: a prefetcher started by an earlier call
+    // lingers and would answer the next call from its spool without starting Node (a cold call is
+    // what this script measures).
+    let restores = 0;
+    const freshRestore = (): string => {
+      const dir = join(work, `restore-${restores++}`);
+      mkdirSync(join(dir, 'pg_wal'), { recursive: true });
+      return dir;
+    };
     const stores: Array<{ variant: string; walts: string; kind: string; env: NodeJS.ProcessEnv }> = [];
     for (const [variant, walts] of VARIANTS) {
       mkdirSync(join(work, `store-${variant}`));
@@ -99,13 +106,12 @@ async function main(): Promise<void> {
       for (const { variant, walts, kind, env } of stores) {
         for (const [cmd, argv, cwd] of [
           ['wal-push', ['wal-push', `pg_wal/${name}`], pgdata],
-          ['wal-fetch', ['wal-fetch', name, `pg_wal/${name}`], restore],
+          ['wal-fetch', ['wal-fetch', name, `pg_wal/${name}`], freshRestore()],
         ] as const) {
           const seen = proxy.requests.length;
           const label = `${variant} ${cmd} ${kind}`;
           (times[label] ??= []).push(await timed(walts, [...argv], env, cwd, label));
           if (kind === 's3') (requests[`${variant} ${cmd}`] ??= []).push(proxy.requests.slice(seen).map((r) => `${r.method} ${decodeURIComponent(r.url.split('?')[0] ?? '').replace(/^\/[^/]+\/[^/]+\//, '')}${r.url.includes('list-type') ? ' (list)' : ''}`));
-          if (cmd === 'wal-fetch') rmSync(join(restore, 'pg_wal', name));
         }
       }
       rmSync(join(pgdata, 'pg_wal', name));
