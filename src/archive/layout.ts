@@ -5,6 +5,7 @@
  *   walts_v1/cluster.json                                    identity of the cluster that owns the prefix
  *   walts_v1/wal/<timeline+log id, 16 hex>/<segment><codecs>  segments, .partial and .backup files
  *   walts_v1/wal/history/<TLI>.history<codecs>               timeline history files
+ *   walts_v1/receive/<slot>/<segment>.partial<codecs>         a receiver's segment in progress
  *
  * `<codecs>` is the suffix of the codecs applied in order (`.lz4`, `.lz4.pgp`, `.pgp`, or nothing),
  * so a WAL object's key is a pure function of the WAL file name and the codecs. The 16-hex folder
@@ -35,6 +36,35 @@ export function walKey(name: WalFileName, codecSuffix: string): string {
 /** The listing prefix under which every stored variant of `name` (any codecs) sits. */
 export function walVariantsPrefix(name: WalFileName): string {
   return `${walDir(name)}/${name.name}`;
+}
+
+/**
+ * WAL streamed by `walts wal-receive` through replication slot <slot>: the segment it is writing,
+ * as the bytes received from the segment's start (not padded), rewritten as it grows (the only
+ * objects in an archive that are overwritten) and deleted once the complete segment is archived
+ * under WAL_ROOT. Kept apart from WAL_ROOT because `<segment>.partial` there is PostgreSQL's own
+ * file (archived by a promoted standby), which is never overwritten. One folder per slot: two
+ * receivers of one cluster on different slots never write the same key.
+ */
+export const RECEIVE_ROOT = `${ROOT}/receive`;
+const SLOT_RE = /^[a-z0-9_]{1,63}$/;
+const SEGMENT_RE = /^[0-9A-F]{24}$/;
+
+export function receivedPartialKey(slot: string, segment: string, codecSuffix: string): string {
+  if (!SLOT_RE.test(slot)) throw new RangeError(`not a replication slot name: ${JSON.stringify(slot)}`);
+  if (!SEGMENT_RE.test(segment)) throw new RangeError(`not a WAL segment name: ${JSON.stringify(segment)}`);
+  return `${RECEIVE_ROOT}/${slot}/${segment}.partial${codecSuffix}`;
+}
+
+/** Parses a received-partial key; undefined for anything else (a foreign or malformed key). */
+export function parseReceivedPartialKey(key: string): { slot: string; segment: string; codecs: string[] } | undefined {
+  if (!key.startsWith(`${RECEIVE_ROOT}/`)) return undefined;
+  const [slot, file, ...rest] = key.slice(RECEIVE_ROOT.length + 1).split('/');
+  if (!slot || !SLOT_RE.test(slot) || !file || rest.length > 0) return undefined;
+  const { base, codecs } = splitCodecSuffix(file);
+  if (!base.endsWith('.partial')) return undefined;
+  const segment = base.slice(0, -'.partial'.length);
+  return SEGMENT_RE.test(segment) ? { slot, segment, codecs } : undefined;
 }
 
 /** Parses a WAL object key back into its WAL file name and codecs; undefined for foreign keys. */

@@ -1,4 +1,4 @@
-import { CLUSTER_KEY, parseWalKey, walKey, walVariantsPrefix } from '../../../src/archive/layout';
+import { CLUSTER_KEY, parseReceivedPartialKey, parseWalKey, receivedPartialKey, walKey, walVariantsPrefix } from '../../../src/archive/layout';
 import { splitCodecSuffix } from '../../../src/codec/chain';
 import { parseWalFileName, type WalFileName } from '../../../src/postgres/walName';
 
@@ -32,5 +32,34 @@ describe('key layout', () => {
     expect(splitCodecSuffix('00000002.history.lz4.pgp')).toEqual({ base: '00000002.history', codecs: ['lz4', 'pgp'] });
     expect(splitCodecSuffix('x.lz4.lz4')).toEqual({ base: 'x.lz4', codecs: ['lz4'] });
     expect(splitCodecSuffix('plain')).toEqual({ base: 'plain', codecs: [] });
+  });
+});
+
+describe('received partial layout', () => {
+  it('keys a slot\'s segment in progress apart from the WAL archive, and parses it back', () => {
+    const key = receivedPartialKey('walts_rx', '000000010000000000000003', '.lz4.pgp');
+    expect(key).toBe('walts_v1/receive/walts_rx/000000010000000000000003.partial.lz4.pgp');
+    expect(parseReceivedPartialKey(key)).toEqual({ slot: 'walts_rx', segment: '000000010000000000000003', codecs: ['lz4', 'pgp'] });
+    expect(parseWalKey(key)).toBeUndefined();
+  });
+
+  it.each([
+    ['Bad-Slot', '000000010000000000000003'],
+    ['', '000000010000000000000003'],
+    ['s', '00000001000000000000003'],
+    ['s', '../0000000100000000000003'],
+    ['s', '000000010000000000000003.partial'],
+  ])('refuses slot %j with segment %j', (slot, segment) => {
+    expect(() => receivedPartialKey(slot, segment, '')).toThrow(RangeError);
+  });
+
+  it.each([
+    'walts_v1/receive/s/000000010000000000000003.lz4',
+    'walts_v1/receive/S/000000010000000000000003.partial',
+    'walts_v1/receive/s/x/000000010000000000000003.partial',
+    'walts_v1/receive/s/000000010000000000000003.partial.gz',
+    'walts_v1/wal/0000000100000000/000000010000000000000003.partial',
+  ])('does not take %s for a received partial', (key) => {
+    expect(parseReceivedPartialKey(key)).toBeUndefined();
   });
 });
