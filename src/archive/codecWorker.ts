@@ -77,7 +77,7 @@ async function run(): Promise<JobResult> {
     return { plainBytes: plain.size, sha256: plain.sha256, storedBytes };
   }
   const plain = new DigestStream();
-  const decoders = codecs.decoders(job.codecs, job.unauthenticatedStream ? { unauthenticatedStream: true } : undefined);
+  const decoders = codecs.decoders(job.codecs, { unauthenticatedStream: job.unauthenticatedStream, plainVerified: job.plainVerified });
   await pipeStages([bounded(input()), ...decoders, plain, output]);
   return { plainBytes: plain.bytes, sha256: plain.digest(), storedBytes: 0 };
 }

@@ -92,12 +92,12 @@ export async function decodeObject(
   // Not with OpenPGP: decrypting ahead of the consumer would let its end-of-stream check (a
   // CryptoError) overtake the consumer's own checks of damaged bytes, changing how damage is told.
   const offload = options.offload === true && !codecs.includes('pgp') && canOffload(deps.codecs);
-  const offloaded = offload ? new WorkerStage({ kind: 'decode', spec: deps.codecs.spec!, codecs: [...codecs], unauthenticatedStream: options.unauthenticatedStream === true }) : undefined;
+  const plainVerified = options.expected !== undefined;
+  const offloaded = offload ? new WorkerStage({ kind: 'decode', spec: deps.codecs.spec!, codecs: [...codecs], unauthenticatedStream: options.unauthenticatedStream === true, plainVerified }) : undefined;
   // A file is written chunk by chunk here, so each chunk's end of use is known: the decoder may
   // then lend reused buffers (see writeReleasing). Other sinks keep what they are given.
   const lendOutput = !offloaded && sink instanceof WriteStream;
   const plain = new DigestStream(options.headBytes ?? 0, { objectMode: lendOutput });
-  const plainVerified = options.expected !== undefined;
   const decoders = offloaded ? [offloaded] : [...deps.codecs.decoders([...codecs], { unauthenticatedStream: options.unauthenticatedStream === true, lendOutput, plainVerified }), plain];
   for (const d of decoders) d.on('error', note('decoder'));
   let consumer: PlainSink;

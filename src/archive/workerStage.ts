@@ -17,7 +17,7 @@ import { ConfigError, CryptoError, IntegrityError, UnavailableError } from '../e
 
 export type CodecJob =
   | { readonly kind: 'encode'; readonly spec: CodecSpec }
-  | { readonly kind: 'decode'; readonly spec: CodecSpec; readonly codecs: readonly string[]; readonly unauthenticatedStream: boolean };
+  | { readonly kind: 'decode'; readonly spec: CodecSpec; readonly codecs: readonly string[]; readonly unauthenticatedStream: boolean; readonly plainVerified: boolean };
 
 /** What the worker reports at the end: plain size and SHA-256, and the encoded size (encode only). */
 export interface JobResult {

@@ -3,7 +3,7 @@
  * restore, pg_control last, and every kind of malicious or damaged entry refused with IntegrityError
  * without writing anything outside the target directory.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -130,6 +130,22 @@ describe('Extractor', () => {
     for (const d of ['base', 'base/1', 'global', 'pg_wal', 'pg_wal/archive_status']) expect(await mode(join(dest, d))).toBe(0o700);
     for (const f of ['PG_VERSION', 'base/1/1234', 'global/1262', 'global/pg_control']) expect(await mode(join(dest, f))).toBe(0o600);
     await expectNothingOutside();
+  });
+
+  it('writes a file that arrives in many chunks byte for byte (several positional writes in flight)', async () => {
+    const big = randomBytes(3 * 1024 * 1024 + 12_345);
+    const items: Item[] = [{ path: 'base', type: 'directory' }, { path: 'base/big', content: big }, { path: 'global', type: 'directory' }, { path: 'global/pg_control', content: 'control' }];
+    // Re-chunk the archive into odd-sized pieces, so that file bodies arrive as many small views.
+    async function* rechunked(): AsyncGenerator<Buffer> {
+      const all: Buffer[] = [];
+      for await (const c of tar(items)) all.push(c);
+      const whole = Buffer.concat(all);
+      for (let i = 0; i < whole.length; i += 7_001) yield Buffer.from(whole.subarray(i, i + 7_001));
+    }
+    const x = new Extractor(dest, manifest(items), new Map());
+    await x.extractVolume(1, rechunked());
+    await x.finish();
+    expect((await readFile(join(dest, 'base/big'))).equals(big)).toBe(true);
   });
 
   it('maps stored modes to what PostgreSQL accepts: 0750/0640 with group access, else 0700/0600', async () => {
