@@ -85,6 +85,24 @@ export class ReplicationConnection {
     return this.#command(IDENTIFY_SYSTEM).then(parseIdentifySystem);
   }
 
+  /**
+   * A setting as SHOW prints it (`16MB`, `on`), or undefined when this role may not see it (settings
+   * such as data_directory or archive_command need superuser or pg_read_all_settings).
+   */
+  async show(name: string): Promise<string | undefined> {
+    if (!/^[a-z_]{1,63}$/.test(name)) throw new RangeError(`not a setting name: ${JSON.stringify(name)}`);
+    let rows: TextRow[];
+    try {
+      rows = await this.#command(`SHOW ${name}`);
+    } catch (e) {
+      if (e instanceof PgQueryError && e.sqlState === '42501') return undefined;
+      throw e;
+    }
+    const value = rows[0]?.[0];
+    if (rows.length !== 1 || typeof value !== 'string') throw new ProtocolError(`SHOW ${name}: expected one value`);
+    return value;
+  }
+
   /** The history file of `timeline` (> 1; timeline 1 has none). */
   timelineHistory(timeline: number): Promise<TimelineHistoryFile> {
     return this.#command(timelineHistoryCommand(timeline)).then((rows) => parseTimelineHistory(timeline, rows));
