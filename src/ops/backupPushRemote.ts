@@ -49,7 +49,7 @@ export interface BackupPushRemoteArgs {
   /** Copy messages buffered before the socket is paused (BaseBackupStream; tests lower it). */
   readonly highWaterMark?: number;
   /** Told the stream's largest buffer once the copy is over (tests of the memory bound). */
-  readonly onStreamStats?: (stats: { maxBuffered: number; highWaterMark: number }) => void;
+  readonly onStreamStats?: (stats: { maxBuffered: number; maxBufferedBytes: number; highWaterMark: number; messages: number }) => void;
 }
 
 /** What SHOW tells about the server. */
@@ -126,7 +126,7 @@ export async function backupPushRemote(deps: Deps, args: BackupPushRemoteArgs): 
     } finally {
       args.signal?.removeEventListener('abort', onAbort);
     }
-    args.onStreamStats?.({ maxBuffered: begun.stream.maxBuffered, highWaterMark: begun.stream.readableHighWaterMark });
+    args.onStreamStats?.({ maxBuffered: begun.stream.maxBuffered, maxBufferedBytes: begun.stream.maxBufferedBytes, highWaterMark: begun.stream.readableHighWaterMark, messages: begun.stream.messages });
     if (!end) throw new ProtocolError('BASE_BACKUP ended without its end position');
     if (!labelFiles.backupLabel) throw new ProtocolError('BASE_BACKUP: the data directory archive has no backup_label');
     const backupLabel = labelFiles.backupLabel.toString('utf8');

@@ -6,10 +6,18 @@
  *   with backup-fetch to the same target time: the same rows (the tablespace's table, pgbench's
  *   tables and the marks before the target), and nothing after it;
  * - the remote backup listed, shown and verified like the local one; its tablespace recorded by OID;
+ * - memory: with a store slower than the server, the copy is held back at the socket: the stream
+ *   never buffers more than its high-water mark plus one socket read, while the server sends
+ *   hundreds of times that (a copy that buffered the archive would hold all of it);
  * - a remote backup is refused when the store belongs to another cluster (exit 3).
  */
 import * as fs from 'node:fs';
 import { join } from 'node:path';
+import { Readable, Transform } from 'node:stream';
+import { backupPushRemote } from '../../src/ops/backupPushRemote';
+import { FsStorage } from '../../src/storage/fs';
+import type { PutOptions } from '../../src/storage/storage';
+import { testDeps } from '../helpers/deps';
 import { makeGpgKeys, type GpgKeys } from '../helpers/gpg';
 import { chownToPg, trackClusters, type Cluster } from '../helpers/pg';
 import { runOk, runWalts } from '../helpers/run';
@@ -161,6 +169,49 @@ describe('backup-push --remote: BASE_BACKUP over TCP + TLS with a .pgpass passwo
     const verify = await runWalts(['verify', '--deep', '--json'], restoreEnv, { timeoutMs: 180_000 });
     expect(verify.code).toBe(0);
     expect(verify.stdout).toContain(remoteName);
+  });
+
+  it('holds memory to the stream bound when the store is slower than the server (in-process, a slowed store)', async () => {
+    const storage = new FsStorage(store.dir);
+    const put = storage.put.bind(storage);
+    let slowed = 0;
+    // Every volume's bytes pass a 1 ms pause per chunk on their way into the store: slower than the
+    // local network, so the server has to be held back.
+    storage.put = async (key: string, body: Buffer | Readable, options?: PutOptions) => {
+      if (Buffer.isBuffer(body)) return put(key, body, options);
+      const slow = new Transform({
+        transform: (chunk: Buffer, _enc, cb) => {
+          slowed += chunk.length;
+          setTimeout(() => cb(null, chunk), 1);
+        },
+      });
+      return put(key, body.pipe(slow), options);
+    };
+    const deps = testDeps(storage, { pgp: { publicKeyPath: keys.publicKeyPath } });
+    const highWaterMark = 4;
+    let stats: { maxBuffered: number; maxBufferedBytes: number; highWaterMark: number; messages: number } | undefined;
+    let sent = 0;
+    const b = await backupPushRemote(deps, {
+      fast: true,
+      volumeSize: 8 * 1024 * 1024,
+      archiveTimeoutMs: 120_000,
+      connection: { env: replEnv },
+      highWaterMark,
+      onStreamStats: (s) => (stats = s),
+      onProgress: (done) => (sent = done),
+    });
+    expect(slowed).toBeGreaterThan(0);
+    expect(b.data_size).toBeGreaterThan(30 * 1024 * 1024);
+    expect(sent).toBeGreaterThan(30 * 1024 * 1024);
+    expect(stats?.highWaterMark).toBe(highWaterMark);
+    // It filled up (the consumer was slower, the socket was paused) and went no further than one
+    // socket read (64 KiB) past the mark of 4 messages of at most 32 KiB: under 192 KiB buffered,
+    // while the server sent over 30 MiB in thousands of messages.
+    expect(stats!.maxBuffered).toBeGreaterThanOrEqual(highWaterMark);
+    expect(stats!.messages).toBeGreaterThan(1000);
+    expect(stats!.maxBufferedBytes).toBeLessThanOrEqual(highWaterMark * 32 * 1024 + 64 * 1024);
+    const list = await runWalts(['backup-list', '--json'], restoreEnv);
+    expect((JSON.parse(list.stdout) as { name: string }[]).map((x) => x.name)).toContain(b.name);
   });
 
   it('refuses a store that belongs to another cluster (exit 3), and a data directory given with --remote (exit 2)', async () => {

@@ -31,8 +31,12 @@ export class BaseBackupStream extends Readable {
   #paused = false;
   #copyDone = false;
   #archives = 0;
-  /** Most messages ever buffered at once (for tests and the memory bound). */
+  /** Most messages, and most archive bytes, ever buffered at once (the memory bound, for tests). */
   maxBuffered = 0;
+  maxBufferedBytes = 0;
+  #bufferedBytes = 0;
+  /** Messages received. */
+  messages = 0;
   readonly #transport: PausableTransport;
 
   constructor(transport: PausableTransport, options: { highWaterMark?: number } = {}) {
@@ -45,6 +49,7 @@ export class BaseBackupStream extends Readable {
   /** One CopyData payload (maybe a view into a reused buffer: data is copied here). */
   receive(payload: Buffer): void {
     if (this.destroyed) return;
+    this.messages++;
     let m;
     try {
       m = parseBaseBackupMessage(payload);
@@ -82,6 +87,12 @@ export class BaseBackupStream extends Readable {
     if (!this.destroyed) this.destroy(err);
   }
 
+  override read(size?: number): BaseBackupEvent | null {
+    const ev = super.read(size) as BaseBackupEvent | null;
+    if (ev?.type === 'data') this.#bufferedBytes -= ev.data.length;
+    return ev;
+  }
+
   override _read(): void {
     if (this.#paused) {
       this.#paused = false;
@@ -99,8 +110,10 @@ export class BaseBackupStream extends Readable {
   }
 
   #push(ev: BaseBackupEvent): void {
+    if (ev.type === 'data') this.#bufferedBytes += ev.data.length;
     const room = this.push(ev);
     this.maxBuffered = Math.max(this.maxBuffered, this.readableLength);
+    this.maxBufferedBytes = Math.max(this.maxBufferedBytes, this.#bufferedBytes);
     if (!room && !this.#paused) {
       this.#paused = true;
       this.#transport.pause();

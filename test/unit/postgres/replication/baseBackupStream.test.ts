@@ -66,6 +66,8 @@ describe('BaseBackupStream', () => {
     expect(server.pauses).toBeGreaterThan(100); // the reader was slower, so the socket was paused again and again
     // A stream that kept everything would have held thousands of messages (64 MiB) at once.
     expect(server.stream.maxBuffered).toBeLessThanOrEqual(8);
+    expect(server.stream.maxBufferedBytes).toBeLessThanOrEqual(8 * chunk.length);
+    expect(server.stream.messages).toBe(messages.length);
   });
 
   it('copies archive data out of the (reused) socket buffer', async () => {
