@@ -27,7 +27,7 @@ import { IntegrityError, ProtocolError, UsageError } from '../errors';
 import { parseBackupLabel, startWalFileName, stopWalFileName } from '../postgres/backupLabel';
 import type { PgConnectOptions } from '../postgres/client';
 import type { BackupPosition } from '../postgres/replication/baseBackup';
-import { serverArchives, type ServerArchive } from '../postgres/replication/baseBackupStream';
+import { type BaseBackupStream, serverArchives, type ServerArchive } from '../postgres/replication/baseBackupStream';
 import { ReplicationConnection } from '../postgres/replication/connection';
 import { formatLsn, isValidSegmentSize } from '../postgres/walName';
 import { archivingProblem, MAX_VOLUMES_IN_FLIGHT } from './backupPush';
@@ -68,6 +68,7 @@ export async function backupPushRemote(deps: Deps, args: BackupPushRemoteArgs): 
   const signingKey = args.signingKeyPath !== undefined ? loadSigningKey(args.signingKeyPath) : undefined;
   const conn = await ReplicationConnection.open({ application: 'walts backup-push', ...args.connection });
   let writer: VolumeWriter | undefined;
+  let copy: BaseBackupStream | undefined;
   try {
     const identity = await conn.identifySystem();
     const record = archive.cluster;
@@ -83,6 +84,7 @@ export async function backupPushRemote(deps: Deps, args: BackupPushRemoteArgs): 
     const label = `walts backup ${deps.now().toISOString()}`;
     log.info({ fast: args.fast, remote: true }, args.fast ? 'starting backup: immediate checkpoint' : 'starting backup: waiting for a spread checkpoint (up to checkpoint_timeout × checkpoint_completion_target; --fast for an immediate one)');
     const begun = await conn.baseBackup({ label, fast: args.fast, ...(args.highWaterMark !== undefined ? { highWaterMark: args.highWaterMark } : {}) });
+    copy = begun.stream;
     const segSize = BigInt(facts.walSegmentSize);
     const startLsn = formatLsn(begun.start.lsn);
     const startWalFile = startWalFileName(begun.start.lsn, begun.start.timeline, facts.walSegmentSize);
@@ -193,6 +195,8 @@ export async function backupPushRemote(deps: Deps, args: BackupPushRemoteArgs): 
     await storeSentinel(deps, sentinel, signingKey, args.signal);
     return sentinel;
   } catch (err) {
+    // A stream left paused would keep the server's data (and its answer to Terminate) unread.
+    copy?.destroy();
     await writer?.abort(err as Error);
     throw err;
   } finally {

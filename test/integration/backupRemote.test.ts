@@ -9,7 +9,10 @@
  * - memory: with a store slower than the server, the copy is held back at the socket: the stream
  *   never buffers more than its high-water mark plus one socket read, while the server sends
  *   hundreds of times that (a copy that buffered the archive would hold all of it);
- * - a remote backup is refused when the store belongs to another cluster (exit 3).
+ * - a failed upload ends the backup on the server (no walsender left, no base backup in progress)
+ *   and leaves no sentinel;
+ * - refused: a store that belongs to another cluster (exit 3), a server with archive_mode off and a
+ *   data directory given with --remote (exit 2).
  */
 import * as fs from 'node:fs';
 import { join } from 'node:path';
@@ -214,6 +217,34 @@ describe('backup-push --remote: BASE_BACKUP over TCP + TLS with a .pgpass passwo
     expect((JSON.parse(list.stdout) as { name: string }[]).map((x) => x.name)).toContain(b.name);
   });
 
+  it('a failed upload ends the backup on the server and leaves no sentinel (in-process, volume 2 refused)', async () => {
+    const storage = new FsStorage(store.dir);
+    const put = storage.put.bind(storage);
+    const keysPut: string[] = [];
+    storage.put = async (key: string, body: Buffer | Readable, options?: PutOptions) => {
+      keysPut.push(key);
+      if (/part_00002/.test(key)) throw new Error('volume 2 refused');
+      return put(key, body, options);
+    };
+    const deps = testDeps(storage, { pgp: { publicKeyPath: keys.publicKeyPath } });
+    const before = fs.readdirSync(join(store.dir, 'walts_v1/basebackups')).sort();
+    await expect(backupPushRemote(deps, { fast: true, volumeSize: 1024 * 1024, archiveTimeoutMs: 60_000, connection: { env: replEnv } })).rejects.toThrow('volume 2 refused');
+    const started = keysPut.find((k) => k.endsWith('/started.json'));
+    expect(started).toBeDefined();
+    const name = started!.split('/').at(-2)!;
+    expect(fs.existsSync(join(store.dir, 'walts_v1/basebackups', name, 'sentinel.json'))).toBe(false);
+    // The walsender is gone and no base backup runs on the server any more.
+    const deadline = Date.now() + 30_000;
+    while ((await a.psql("select count(*) from pg_stat_activity where backend_type = 'walsender' and usename = 'walts_backup'")) !== '0') {
+      if (Date.now() > deadline) throw new Error('the walsender of the failed backup is still there');
+      await sleep(100);
+    }
+    expect(await a.psql('select count(*) from pg_stat_progress_basebackup')).toBe('0');
+    const list = await runWalts(['backup-list', '--json'], restoreEnv);
+    expect((JSON.parse(list.stdout) as { name: string }[]).map((x) => x.name)).not.toContain(name);
+    expect(before).not.toContain(name);
+  });
+
   it('refuses a store that belongs to another cluster (exit 3), and a data directory given with --remote (exit 2)', async () => {
     const other = await reg.createCluster({ name: 'other' });
     const otherStore = await startStore('file', reg, 'other-store');
@@ -225,6 +256,10 @@ describe('backup-push --remote: BASE_BACKUP over TCP + TLS with a .pgpass passwo
     const r = await runWalts(['backup-push', '--remote', '--fast'], { ...otherStore.env, ...replEnv }, { timeoutMs: 60_000 });
     expect(r.code).toBe(3);
     expect(r.stderr).toMatch(/belongs to system/);
+    // The other cluster does not archive: refused before anything is uploaded (exit 2).
+    const noArchive = await runWalts(['backup-push', '--remote'], { ...otherStore.env, PGHOST: '127.0.0.1', PGPORT: String(other.port), PGUSER: 'postgres', PGSSLMODE: 'disable' }, { timeoutMs: 60_000 });
+    expect(noArchive.code).toBe(2);
+    expect(noArchive.stderr).toMatch(/archive_mode is off/);
     const both = await runWalts(['backup-push', '--remote', a.dataDir], { ...pushEnv, ...replEnv });
     expect(both.code).toBe(2);
     expect(both.stderr).toMatch(/--remote takes no data directory/);
