@@ -34,7 +34,10 @@ export interface ManifestEntry {
   readonly volume: number;
 }
 
-/** One entry to back up: a file read from `source`, in-memory `data`, a directory or a symlink. */
+/**
+ * One entry to back up: a file read from `source`, in-memory `data`, a file streamed as `body` (exactly
+ * `size` bytes, e.g. from a server's tar stream), a directory or a symlink.
+ */
 export interface VolumeEntry {
   readonly path: string;
   readonly type: 'file' | 'directory' | 'symlink';
@@ -44,6 +47,8 @@ export interface VolumeEntry {
   readonly size?: number;
   readonly source?: string;
   readonly data?: Buffer;
+  /** Read once, in order; `add` returns only after it was read (the next entry may come from the same stream). */
+  readonly body?: AsyncIterable<Buffer>;
   readonly linkname?: string;
   /**
    * Read this file only after every file of the volumes before it was read (global/pg_control: a
@@ -116,6 +121,12 @@ class Volume {
           // A directory's tar name ends with '/'; the manifest keeps the plain path.
           yield { header: { path: e.type === 'directory' ? `${e.path}/` : e.path, type: e.type, size: 0, mode: e.mode, mtime: e.mtime, linkname: e.linkname } };
           this.entries.push({ ...base, size: 0, link: e.linkname });
+        } else if (e.body) {
+          // Bytes from a stream are hashed as they pass into the tar: what the manifest records is
+          // what the volume holds (packTar checks the length against the header's size).
+          const hash = createHash('sha256');
+          yield { header: { path: e.path, type: 'file', size: e.size ?? 0, mode: e.mode, mtime: e.mtime }, body: hashed(e.body, hash) };
+          this.entries.push({ ...base, size: e.size ?? 0, sha256: hash.digest('hex') });
         } else if (e.data) {
           yield { header: { path: e.path, type: 'file', size: e.data.length, mode: e.mode, mtime: e.mtime }, body: [e.data] };
           this.entries.push({ ...base, size: e.data.length, sha256: createHash('sha256').update(e.data).digest('hex') });
@@ -177,7 +188,32 @@ export class VolumeWriter {
       }
       this.#current = this.#open(entry);
     }
-    this.#current.push(entry);
+    const volume = this.#current;
+    if (!entry.body) {
+      volume.push(entry);
+      return;
+    }
+    // A streamed body is read by the volume's task; its source (the next entry) waits until then.
+    let release!: () => void;
+    const consumed = new Promise<void>((resolve) => (release = resolve));
+    const source = entry.body;
+    volume.push({
+      ...entry,
+      body: (async function* () {
+        try {
+          yield* source;
+        } finally {
+          release();
+        }
+      })(),
+    });
+    await Promise.race([
+      consumed,
+      volume.done.then(() => {
+        throw new Error(`volume ${volume.index} ended before ${entry.path} was read`);
+      }),
+    ]);
+    this.#throwIfFailed();
   }
 
   /** Ends the current volume (if any): the next entry starts a new one. Does not wait for its upload. */
@@ -246,6 +282,14 @@ export class VolumeWriter {
     tracked.catch(() => undefined);
     this.#inFlight.add(tracked);
     return volume;
+  }
+}
+
+/** Passes chunks through, hashing them. */
+async function* hashed(source: AsyncIterable<Buffer>, hash: ReturnType<typeof createHash>): AsyncGenerator<Buffer, void, undefined> {
+  for await (const chunk of source) {
+    hash.update(chunk);
+    yield chunk;
   }
 }
 

@@ -13,20 +13,18 @@
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { checkWriteEncryption, openArchive } from '../archive/archive';
-import { encodeAndPut } from '../archive/encode';
 import { backupKeys, backupName } from '../archive/layout';
-import { findWalVariants } from '../archive/walObjects';
 import type { StoredPart, TablespaceInfo, BackupSentinel } from '../backup/sentinel';
 import { SENTINEL_FORMAT } from '../backup/sentinel';
-import { loadSigningKey, signSentinel } from '../backup/signature';
-import { manifestLines, VolumeWriter } from '../backup/volumes';
+import { loadSigningKey } from '../backup/signature';
+import { VolumeWriter } from '../backup/volumes';
 import { PG_CONTROL, walkDataDirectory } from '../backup/walk';
 import type { Deps } from '../deps';
-import { IntegrityError, UnavailableError, UsageError } from '../errors';
+import { IntegrityError, UsageError } from '../errors';
 import { abortBackup, describeArchiverStatus, startBackup, stopBackup, walArchiverStatus } from '../postgres/backupApi';
 import { connect, type PgConnectOptions, type PgSession } from '../postgres/client';
-import { nextSegment, parseLsn, parseSegmentName, parseWalFileName, segmentName } from '../postgres/walName';
-import { Readable } from 'node:stream';
+import { parseLsn } from '../postgres/walName';
+import { storeSentinel, uploadManifest, waitForWal } from './backupCommit';
 
 /**
  * Volumes in flight at most, whatever WALTS_CONCURRENCY says: each holds a worker thread, its
@@ -121,7 +119,8 @@ export async function backupPush(deps: Deps, args: BackupPushArgs): Promise<Back
     // sentinel still waits for both.
     const walStop = new AbortController();
     const walSignal = args.signal ? AbortSignal.any([args.signal, walStop.signal]) : walStop.signal;
-    const walArchived = waitForWal(deps, session, stop.label.startWalFile, stop.stopWalFile, start.walSegmentSize, { ...args, signal: walSignal });
+    const archiverStatus = async () => describeArchiverStatus(await walArchiverStatus(session));
+    const walArchived = waitForWal(deps, archiverStatus, stop.label.startWalFile, stop.stopWalFile, start.walSegmentSize, { ...args, signal: walSignal });
     walArchived.catch(() => undefined); // awaited below
     let volumes: StoredPart[];
     let manifest: StoredPart;
@@ -170,9 +169,7 @@ export async function backupPush(deps: Deps, args: BackupPushArgs): Promise<Back
       tablespace_map: stop.tablespaceMap ? stop.tablespaceMap.toString('utf8') : null,
     };
     // The commit point: written last, after every part and every WAL file it needs (and its signature).
-    const sentinelBytes = Buffer.from(JSON.stringify(sentinel, null, 2) + '\n');
-    if (signingKey) await storage.put(backupKeys.signature(name), Buffer.from(JSON.stringify(signSentinel(sentinelBytes, signingKey)) + '\n'), { signal: args.signal });
-    await storage.put(backupKeys.sentinel(name), sentinelBytes, { signal: args.signal });
+    await storeSentinel(deps, sentinel, signingKey, args.signal);
     return sentinel;
   } catch (err) {
     await writer?.abort(err as Error);
@@ -214,11 +211,22 @@ async function checkArchiving(session: PgSession): Promise<void> {
     "select current_setting('archive_mode', true) as mode, current_setting('archive_command', true) as command, current_setting('archive_library', true) as library",
   );
   const { mode, command, library } = r.rows[0] ?? { mode: null, command: null, library: null };
+  const problem = archivingProblem(mode, command, library);
+  if (problem) throw new UsageError(problem);
+}
+
+/**
+ * Why WAL would not reach the store with these settings, or undefined. `command`/`library` undefined:
+ * not visible to this role (only archive_mode is checked then).
+ */
+export function archivingProblem(mode: string | null, command: string | null | undefined, library: string | null | undefined): string | undefined {
   const hint = "set archive_mode = on and archive_command = 'walts wal-push %p' (changing archive_mode needs a restart)";
-  if (mode === 'off' || mode === null) throw new UsageError(`archive_mode is off on this server, so the WAL this backup needs would never reach the store: ${hint}`);
+  if (mode === 'off' || mode === null) return `archive_mode is off on this server, so the WAL this backup needs would never reach the store: ${hint}`;
+  if (command === undefined || library === undefined) return undefined;
   const hasCommand = command !== null && command.trim() !== '' && command !== '(disabled)';
   const hasLibrary = library !== null && library.trim() !== '';
-  if (!hasCommand && !hasLibrary) throw new UsageError(`archive_mode is ${mode} but archive_command (and archive_library) are empty on this server, so WAL is not archived: ${hint}`);
+  if (!hasCommand && !hasLibrary) return `archive_mode is ${mode} but archive_command (and archive_library) are empty on this server, so WAL is not archived: ${hint}`;
+  return undefined;
 }
 
 async function listTablespaces(session: PgSession): Promise<TablespaceInfo[]> {
@@ -226,48 +234,4 @@ async function listTablespaces(session: PgSession): Promise<TablespaceInfo[]> {
     "select oid::text as oid, spcname as name, pg_tablespace_location(oid) as location from pg_tablespace where spcname not in ('pg_default', 'pg_global') order by oid",
   );
   return r.rows.filter((t) => t.location !== '').map((t) => ({ oid: Number(t.oid), name: t.name, location: t.location }));
-}
-
-async function uploadManifest(
-  deps: Deps,
-  name: string,
-  writer: VolumeWriter,
-  start: { startLsn: string; systemIdentifier: string },
-  stop: { stopLsn: string },
-): Promise<StoredPart> {
-  const key = backupKeys.manifest(name, deps.codecs.writeSuffix);
-  const body = manifestLines({ format: 1, backup: name, system_identifier: start.systemIdentifier, start_lsn: start.startLsn, stop_lsn: stop.stopLsn, entries: writer.entries.length }, writer.entries);
-  const { plain, storedBytes } = await encodeAndPut(deps, key, Readable.from([body]));
-  return { key, stored_size: storedBytes, size: plain.size, sha256: plain.sha256 };
-}
-
-/**
- * Waits until every WAL file the backup needs (start to stop segment) is archived, complete, in the
- * store: a backup whose WAL is missing cannot be restored. pg_backup_stop switched to a new segment,
- * so the last one is on its way; archiving problems are reported with what pg_stat_archiver says.
- */
-async function waitForWal(deps: Deps, session: PgSession, first: string, last: string, segmentSize: number, args: BackupPushArgs): Promise<void> {
-  const sleep = args.sleep ?? ((ms: number) => new Promise((r) => setTimeout(r, ms)));
-  const deadline = Date.now() + args.archiveTimeoutMs;
-  let seg = parseSegmentName(first, segmentSize);
-  const end = parseSegmentName(last, segmentSize);
-  let polls = 0;
-  while (seg.segNo <= end.segNo) {
-    const walName = segmentName(seg, segmentSize);
-    const parsed = parseWalFileName(walName);
-    const variants = parsed ? await findWalVariants(deps.storage, parsed, args.signal) : [];
-    if (variants.some((v) => v.facts)) {
-      seg = nextSegment(seg);
-      continue;
-    }
-    if (Date.now() >= deadline) {
-      const status = await walArchiverStatus(session).catch(() => undefined);
-      const detail = status ? ` (pg_stat_archiver: ${describeArchiverStatus(status)})` : '';
-      throw new UnavailableError(`WAL file ${walName}, needed by this backup, did not reach the store within ${Math.round(args.archiveTimeoutMs / 1000)} s; is archive_command = 'walts wal-push %p' working?${detail}`, { transient: false });
-    }
-    args.signal?.throwIfAborted();
-    // pg_backup_stop has just switched segments: the archiver is usually seconds away, so look
-    // again soon at first (50 ms, doubling to 500 ms) rather than every 500 ms.
-    await sleep(Math.min(500, 50 * 2 ** polls++));
-  }
 }

@@ -32,12 +32,14 @@ import {
   timelineHistoryCommand,
 } from './commands';
 import { type CopyBothTransport, type StatusClock, WalStream } from './walStream';
+import { type BackupPosition, type BackupTablespace, type BaseBackupOptions, baseBackupCommand, parseBackupPosition, parseTablespaceList } from './baseBackup';
+import { BaseBackupStream } from './baseBackupStream';
 
 /** pg's connection object: the parts this module uses (not in @types/pg). */
 interface PgConnection {
   readonly stream: { pause(): void; resume(): void };
-  on(event: string, fn: (msg: { chunk?: Buffer }) => void): void;
-  off(event: string, fn: (msg: { chunk?: Buffer }) => void): void;
+  on(event: string, fn: (msg: { chunk?: Buffer; fields?: (string | null)[] }) => void): void;
+  off(event: string, fn: (msg: { chunk?: Buffer; fields?: (string | null)[] }) => void): void;
   sendCopyFromChunk(chunk: Buffer): void;
   endCopyFrom(): void;
 }
@@ -56,6 +58,15 @@ export interface StartPhysicalOptions {
   readonly highWaterMark?: number;
 }
 
+/** BASE_BACKUP once the server has begun the copy. */
+export interface BaseBackupStart {
+  readonly start: BackupPosition;
+  /** The tablespaces, the data directory (oid undefined) last. */
+  readonly tablespaces: readonly BackupTablespace[];
+  /** The archives; ends with the end position, or fails with the server's error. */
+  readonly stream: BaseBackupStream;
+}
+
 export class ReplicationConnection {
   /** A START_REPLICATION is running (from sending it until the server completes it). */
   #streaming = false;
@@ -72,6 +83,24 @@ export class ReplicationConnection {
 
   identifySystem(): Promise<SystemIdentity> {
     return this.#command(IDENTIFY_SYSTEM).then(parseIdentifySystem);
+  }
+
+  /**
+   * A setting as SHOW prints it (`16MB`, `on`), or undefined when this role may not see it (settings
+   * such as data_directory or archive_command need superuser or pg_read_all_settings).
+   */
+  async show(name: string): Promise<string | undefined> {
+    if (!/^[a-z_]{1,63}$/.test(name)) throw new RangeError(`not a setting name: ${JSON.stringify(name)}`);
+    let rows: TextRow[];
+    try {
+      rows = await this.#command(`SHOW ${name}`);
+    } catch (e) {
+      if (e instanceof PgQueryError && e.sqlState === '42501') return undefined;
+      throw e;
+    }
+    const value = rows[0]?.[0];
+    if (rows.length !== 1 || typeof value !== 'string') throw new ProtocolError(`SHOW ${name}: expected one value`);
+    return value;
   }
 
   /** The history file of `timeline` (> 1; timeline 1 has none). */
@@ -154,6 +183,80 @@ export class ReplicationConnection {
         (e: unknown) => {
           done();
           const err = this.#error(e, opts.slot);
+          if (stream) stream.fail(err);
+          else reject(err);
+        },
+      );
+    });
+  }
+
+  /**
+   * BASE_BACKUP (baseBackup.ts): resolves once the server has sent the start position and the
+   * tablespace list and begun the copy, or rejects with its refusal. The two result sets before the
+   * copy are read from the connection's row events (pg's query settles only when the whole command
+   * is over); the copy's messages go to a BaseBackupStream, which pauses the socket when its reader
+   * is slow; the command's completion (with the end position) or failure ends that stream.
+   */
+  async baseBackup(opts: BaseBackupOptions & { highWaterMark?: number }): Promise<BaseBackupStart> {
+    const sql = baseBackupCommand(opts);
+    this.#idle();
+    const client = this.#internals.client;
+    const con = (client as unknown as { connection: PgConnection }).connection;
+    const sets: (string | null)[][][] = [];
+    let stream: BaseBackupStream | undefined;
+    const onRowDescription = () => {
+      if (!stream) sets.push([]);
+    };
+    const onDataRow = (msg: { fields?: (string | null)[] }) => {
+      if (!stream) sets[sets.length - 1]?.push(msg.fields ?? []);
+    };
+    const onData = (msg: { chunk?: Buffer }) => {
+      if (stream && msg.chunk) stream.receive(msg.chunk);
+    };
+    const onCopyDone = () => stream?.serverCopyDone();
+    this.#streaming = true;
+    return new Promise<BaseBackupStart>((resolve, reject) => {
+      const onCopyOut = () => {
+        if (stream) return;
+        // con.stream is read at each call: pg replaces it with the TLS socket after SSL negotiation.
+        stream = new BaseBackupStream({ pause: () => con.stream.pause(), resume: () => con.stream.resume() }, opts.highWaterMark !== undefined ? { highWaterMark: opts.highWaterMark } : {});
+        try {
+          if (sets.length !== 2) throw new ProtocolError(`BASE_BACKUP: expected 2 result sets before the copy, got ${sets.length}`);
+          resolve({ start: parseBackupPosition('start', sets[0]!), tablespaces: parseTablespaceList(sets[1]!), stream });
+        } catch (e) {
+          reject(e as Error);
+          stream.destroy(e as Error);
+        }
+      };
+      const events: [string, (msg: { chunk?: Buffer; fields?: (string | null)[] }) => void][] = [
+        ['rowDescription', onRowDescription],
+        ['dataRow', onDataRow],
+        ['copyOutResponse', onCopyOut],
+        ['copyData', onData],
+        ['copyDone', onCopyDone],
+      ];
+      for (const [name, fn] of events) con.on(name, fn);
+      const done = () => {
+        for (const [name, fn] of events) con.off(name, fn);
+        this.#streaming = false;
+      };
+      client.query({ text: sql, rowMode: 'array', types: RAW_TEXT }).then(
+        (r: QueryResult | QueryResult[]) => {
+          done();
+          if (!stream) {
+            reject(new ProtocolError('BASE_BACKUP completed without a copy'));
+            return;
+          }
+          try {
+            const all = resultSets(r);
+            stream.finish(parseBackupPosition('end', all[all.length - 1] ?? []));
+          } catch (e) {
+            stream.fail(e as Error);
+          }
+        },
+        (e: unknown) => {
+          done();
+          const err = this.#error(e, undefined);
           if (stream) stream.fail(err);
           else reject(err);
         },
