@@ -5,6 +5,7 @@ import {
   parseIdentifySystem,
   parseReadReplicationSlot,
   parseTimelineEnd,
+  parseWalSegmentSize,
   parseTimelineHistory,
   readReplicationSlotCommand,
   slotErrorFor,
@@ -102,5 +103,15 @@ describe('slot errors', () => {
   it('other failures are not slot errors', () => {
     expect(slotErrorFor('barman', '58P01', 'requested WAL segment 000000010000000000000003 has already been removed')).toBeUndefined();
     expect(slotErrorFor('barman', undefined, 'Connection terminated unexpectedly')).toBeUndefined();
+  });
+});
+
+describe('SHOW wal_segment_size', () => {
+  test('units as the server prints them; anything else is a ProtocolError', () => {
+    expect(parseWalSegmentSize([['16MB']])).toBe(16 * 1024 * 1024);
+    expect(parseWalSegmentSize([['1GB']])).toBe(1024 ** 3);
+    expect(parseWalSegmentSize([['1024kB']])).toBe(1024 * 1024);
+    for (const bad of ['12MB', '512kB', '2GB', 'x', '', null]) expect(() => parseWalSegmentSize([[bad]])).toThrow(ProtocolError);
+    expect(() => parseWalSegmentSize([])).toThrow(ProtocolError);
   });
 });
