@@ -9,7 +9,11 @@ interface Args {
   'create-slot': boolean;
   'flush-interval': string;
   'status-interval': string;
+  synchronous: boolean;
 }
+
+/** application_name of the replication connection unless PGAPPNAME says otherwise: the name synchronous_standby_names lists. */
+export const RECEIVER_APPLICATION_NAME = 'walts_receive';
 
 /** `1s`, `2m`, or a bare number of seconds (`0.5`). */
 function intervalMs(flag: string, text: string): number {
@@ -27,6 +31,11 @@ export const walReceiveCommand: CommandModule<object, Args> = {
       .option('create-slot', { type: 'boolean', default: false, describe: 'create the slot (RESERVE_WAL) when it does not exist at start' })
       .option('flush-interval', { type: 'string', default: '1s', describe: 'write the segment in progress to the store this often while WAL arrives' })
       .option('status-interval', { type: 'string', default: '10s', describe: "report positions to the server this often (well under its wal_sender_timeout)" })
+      .option('synchronous', {
+        type: 'boolean',
+        default: false,
+        describe: `flush each WAL write to the store at once, so that the server may list this receiver (application_name walts_receive, or PGAPPNAME) in synchronous_standby_names: commits then wait for the store`,
+      })
       .example('walts wal-receive --slot walts --create-slot', 'connects with the libpq environment (PGHOST, PGUSER, .pgpass, PGSSLMODE)')
       .epilogue(
         `WAL is staged locally in a private directory under WALTS_SPOOL_DIR/receive (default: the system
@@ -60,9 +69,10 @@ Exit status:
             createSlot: argv['create-slot'],
             flushIntervalMs,
             statusIntervalMs,
+            synchronous: argv.synchronous,
             stagingDir,
             signal,
-            connect: () => ReplicationConnection.open({ application: 'walts wal-receive' }),
+            connect: () => ReplicationConnection.open({ application: RECEIVER_APPLICATION_NAME }),
           });
           return { slot: r.slot, timeline: r.timeline, flushed: r.flushed, reconnects: r.reconnects };
         } finally {

@@ -68,6 +68,12 @@ export interface WalReceiveOptions {
   readonly flushIntervalMs: number;
   /** Status updates to the server this often (also when asked, and after each flush). */
   readonly statusIntervalMs: number;
+  /**
+   * Flush as soon as the WAL received so far has been staged (no more is waiting in the stream),
+   * not only every flushIntervalMs: what a synchronous standby candidate must do, since commits on
+   * the primary wait for its flush report (docs/streaming.md, "Synchronous").
+   */
+  readonly synchronous?: boolean;
   /** This process's staging directory (receive/staging.ts). */
   readonly stagingDir: string;
   readonly connect: () => Promise<ReplicationClient>;
@@ -275,6 +281,7 @@ async function consume(deps: Deps, opts: WalReceiveOptions, stream: WalStream, a
         await archiver.write(ev.start, ev.data);
         report();
         if (archiver.durable > before) stream.sendStatus(); // a segment was archived
+        if (opts.synchronous && stream.readableLength === 0) flushDue = true;
       } else if (ev.type === 'end-of-timeline') {
         return ev;
       }

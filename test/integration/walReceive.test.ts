@@ -251,6 +251,11 @@ describe('walts wal-receive against PostgreSQL 15', () => {
     await expectSlotWithinStore(pg, deps, 'walts', 1, first);
     expect(rcv.lines.filter((l) => l.level === 'error')).toEqual([]);
 
+    // A terminated walsender: the receiver reconnects by itself and goes on from the slot.
+    await pg.psql("select pg_terminate_backend(active_pid) from pg_replication_slots where slot_name = 'walts'");
+    await waitFor('reconnected', () => logged(rcv, /^wal-receive: streaming interrupted; reconnecting$/) && rcv.lines.filter((l) => l.msg === 'wal-receive: streaming').length >= 2);
+    expect(rcv.child.exitCode).toBeNull();
+
     // SIGTERM: the WAL received is flushed as .partial and reported, then it dies by the signal.
     await pg.psql("insert into t select g, repeat('w', 100) from generate_series(1, 1000) g");
     const target = parseLsn(await pg.psql('select pg_current_wal_lsn()'));
@@ -305,6 +310,31 @@ describe('walts wal-receive against PostgreSQL 15', () => {
       await proxy.stop();
       await store.stop();
     }
+  });
+
+  test('--synchronous with synchronous_standby_names: a commit returns only once the store holds it', async () => {
+    const store = await startStore('file', reg, 'sync');
+    const pg = await replicationCluster('recv_sync');
+    const env = { ...store.env, ...pgEnv(pg) };
+    const deps = depsFor(store.env);
+    // The flush interval is long: only the synchronous path can make the commit durable in time.
+    const rcv = startReceiver(['--slot', 'walts', '--create-slot', '--synchronous', '--flush-interval', '1h'], env);
+    await waitFor('streaming', () => logged(rcv, /^wal-receive: streaming$/) || rcv.child.exitCode !== null);
+    await waitFor('listed as a standby', async () => (await pg.psql("select count(*) from pg_stat_replication where application_name = 'walts_receive'")) === '1');
+    pg.setConf({ synchronous_standby_names: 'walts_receive' });
+    await pg.reload();
+    await waitFor('synchronous', async () => (await pg.psql("select sync_state from pg_stat_replication where application_name = 'walts_receive'")) === 'sync');
+    const marker = `rpo-marker-${process.pid}-${Date.now()}`;
+    await pg.psql(`create table s (v text); insert into s values ('${marker}')`);
+    // The commit has returned: its WAL is in the store now, not after some interval.
+    const v = await view(deps);
+    const objects = [...v.segments.values(), ...[...v.partials.values()].map((p) => p.key)];
+    let found = false;
+    for (const key of objects) if ((await decoded(deps, key)).includes(Buffer.from(marker))) found = true;
+    expect(found).toBe(true);
+    rcv.child.kill('SIGTERM');
+    expect((await rcv.exited).signal).toBe('SIGTERM');
+    await deps.storage.close();
   });
 
   test("a standby's slot followed across its promotion: timeline 2's history file archived, streaming goes on on timeline 2", async () => {

@@ -324,6 +324,21 @@ describe('wal-receive with a fake server and the memory store', () => {
     await running;
   });
 
+  test('--synchronous: what was received is flushed without waiting for the flush interval, and reported at once', async () => {
+    const storage = new MemoryStorage();
+    const deps = testDeps(storage);
+    const server = fakeServer(storage, { type: 'physical', restartLsn: 2n * SEGN, restartTimeline: 1 });
+    const running = walReceive(deps, options(server, { synchronous: true }));
+    await until('streaming', () => server.streams.length === 1);
+    const { stream, start, statuses } = server.streams[0]!;
+    send(stream, start, walImage(1, 2, 1), 0, 5000);
+    // No tick: the flush follows the write.
+    await until('flushed and reported', () => statuses.some((st) => st.flush === start + 5000n));
+    expect(storage.objects.get(`${RECEIVE_ROOT}/${SLOT}/000000010000000000000002.partial.lz4`)?.metadata[META.size]).toBe('5000');
+    controller.abort();
+    await running;
+  });
+
   test('the same segment already archived by archive_command: deduplicated, not a conflict', async () => {
     const storage = new MemoryStorage();
     const deps = testDeps(storage);
