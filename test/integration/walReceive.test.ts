@@ -22,9 +22,10 @@ import { makeDeps, type Deps } from '../../src/deps';
 import { DEFAULT_SEGMENT_SIZE, parseLsn, segmentName, type Lsn } from '../../src/postgres/walName';
 import { Cluster, chownToPg, trackClusters } from '../helpers/pg';
 import { startFaultProxy, type FaultProxy } from '../helpers/faultProxy';
-import { baseEnv, WALTS_BIN } from '../helpers/run';
+import { baseEnv, runWalts, WALTS_BIN } from '../helpers/run';
 import { s3rverEnv } from '../helpers/s3server';
-import { startStore, type TestStore } from '../helpers/stores';
+import { initArchive, startStore, type TestStore } from '../helpers/stores';
+import { storeKeysUnder } from '../helpers/storeKeys';
 
 const reg = trackClusters();
 const PASSWORD = 'rcv:pass\\word';
@@ -335,6 +336,23 @@ describe('walts wal-receive against PostgreSQL 15', () => {
     rcv.child.kill('SIGTERM');
     expect((await rcv.exited).signal).toBe('SIGTERM');
     await deps.storage.close();
+  });
+
+  test('refusals: bad arguments (exit 2, nothing contacted), a store of another cluster (exit 3, nothing written)', async () => {
+    const store = await startStore('file', reg, 'foreign', { init: false });
+    for (const args of [[], ['--slot', 'Bad-Name'], ['--slot', 'ok', '--flush-interval', 'soon'], ['--slot', 'ok', '--status-interval', '0']]) {
+      const r = await runWalts(['wal-receive', ...args], store.env, { timeoutMs: 60_000 });
+      expect({ args, code: r.code }).toEqual({ args, code: 2 });
+    }
+    const other = await reg.createCluster({ name: 'recv_other' });
+    await initArchive(store.env, ['--pgdata', other.dataDir]);
+    const before = await storeKeysUnder(store, 'walts_v1');
+    const pg = await replicationCluster('recv_foreign');
+    const r = await runWalts(['wal-receive', '--slot', 'walts', '--create-slot'], { ...store.env, ...pgEnv(pg) }, { timeoutMs: 120_000 });
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/but this store belongs to system \d+; refusing to stream into it/);
+    expect(await storeKeysUnder(store, 'walts_v1')).toEqual(before);
+    expect(await pg.psql('select count(*) from pg_replication_slots')).toBe('0'); // refused before --create-slot acted
   });
 
   test("a standby's slot followed across its promotion: timeline 2's history file archived, streaming goes on on timeline 2", async () => {
