@@ -7,7 +7,7 @@
  * .partial, deleted once the segment is archived; a receiver killed with SIGKILL mid-segment and
  * restarted leaves no gap and no conflict; the slot's restart_lsn is never past what the store holds
  * (checked at several points); a second receiver on the slot is refused (exit 2); SIGTERM stops it
- * cleanly and it dies by that signal; a store answering 503 holds the slot back and the receiver
+ * cleanly and it dies by that signal; a store answering 503 or cutting connections holds the slot back and the receiver
  * catches up afterwards; a standby's slot is followed across the standby's promotion onto timeline 2.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -269,7 +269,7 @@ describe('walts wal-receive against PostgreSQL 15', () => {
     await deps.storage.close();
   });
 
-  test('s3 store answering 503: the slot does not move while the store fails, the receiver catches up afterwards', async () => {
+  test('s3 store answering 503, then resetting connections: the slot does not move while the store fails, the receiver catches up afterwards', async () => {
     const store: TestStore = await startStore('s3', reg, 'faults');
     const proxy: FaultProxy = await startFaultProxy({ host: '127.0.0.1', port: store.s3!.port });
     try {
@@ -297,6 +297,14 @@ describe('walts wal-receive against PostgreSQL 15', () => {
       expect((await slotState(pg, 'walts')).restart).toBe(before);
       expect(rcv.child.exitCode).toBeNull();
       expect(await expectSlotWithinStore(pg, deps, 'walts', 1, first)).toBe(before);
+
+      // Then connections cut before any answer (resets), the same.
+      proxy.clear();
+      proxy.inject({ kind: 'reset', times: 1_000_000 });
+      const seenResets = proxy.requests.length;
+      await waitFor('several cut attempts', () => proxy.requests.length - seenResets >= 4);
+      expect((await slotState(pg, 'walts')).restart).toBe(before);
+      expect(rcv.child.exitCode).toBeNull();
 
       // The store is back: everything is archived, the slot follows.
       proxy.clear();
