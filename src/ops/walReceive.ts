@@ -270,11 +270,17 @@ async function consume(deps: Deps, opts: WalReceiveOptions, stream: WalStream, a
         pending.catch(() => undefined); // awaited below; it may fail while store work runs
       }
       const woken = new Promise<undefined>((resolve) => (wake = () => resolve(undefined)));
-      const r = await Promise.race([pending, woken]);
+      const r = await Promise.race([pending, woken]).catch(async (err: unknown) => {
+        await salvage(deps, archiver);
+        throw err;
+      });
       wake = undefined;
       if (r === undefined) continue;
       pending = undefined;
-      if (r.done) throw new UnavailableError('the server ended streaming without ending the timeline (shutting down?)', { transient: true });
+      if (r.done) {
+        await salvage(deps, archiver);
+        throw new UnavailableError('the server ended streaming without ending the timeline (shutting down?)', { transient: true });
+      }
       const ev = r.value;
       if (ev.type === 'xlog-data') {
         const before = archiver.durable;
@@ -290,6 +296,20 @@ async function consume(deps: Deps, opts: WalReceiveOptions, stream: WalStream, a
   } finally {
     stopTimer();
     opts.signal.removeEventListener('abort', onAbort);
+  }
+}
+
+/**
+ * The stream failed or ended (the server or the network went away): what was received is valid,
+ * contiguous WAL, and maybe the last copy of it if the server is gone for good (a primary that
+ * crashed), so it is written to the store before the connection is given up. Its own failure is
+ * only logged: the stream's is the one that counts.
+ */
+async function salvage(deps: Deps, archiver: SegmentArchiver): Promise<void> {
+  try {
+    if (await archiver.flushPartial()) deps.log.info({ lsn: formatLsn(archiver.durable) }, 'wal-receive: streaming ended: the WAL received is in the store');
+  } catch (err) {
+    deps.log.warn({ error: describeError(err) }, 'wal-receive: streaming ended, and the WAL received since the last flush could not be written to the store');
   }
 }
 

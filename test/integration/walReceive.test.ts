@@ -8,7 +8,7 @@
  * restarted leaves no gap and no conflict; the slot's restart_lsn is never past what the store holds
  * (checked at several points); a second receiver on the slot is refused (exit 2); SIGTERM stops it
  * cleanly and it dies by that signal; a store answering 503 or cutting connections holds the slot back and the receiver
- * catches up afterwards; a standby's slot is followed across the standby's promotion onto timeline 2.
+ * catches up afterwards; a primary killed right after a commit leaves the commit in the store; a standby's slot is followed across the standby's promotion onto timeline 2.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -343,6 +343,33 @@ describe('walts wal-receive against PostgreSQL 15', () => {
     expect(found).toBe(true);
     rcv.child.kill('SIGTERM');
     expect((await rcv.exited).signal).toBe('SIGTERM');
+    await deps.storage.close();
+  });
+
+  test('a primary killed right after a commit: the receiver writes what it received, the commit is in the store', async () => {
+    const store = await startStore('file', reg, 'rpo');
+    const pg = await replicationCluster('recv_rpo');
+    const deps = depsFor(store.env);
+    // A long flush interval: only the end of the stream can make the last WAL reach the store.
+    const rcv = startReceiver(['--slot', 'walts', '--create-slot', '--flush-interval', '1h'], { ...store.env, ...pgEnv(pg) });
+    await waitFor('streaming', () => logged(rcv, /^wal-receive: streaming$/) || rcv.child.exitCode !== null);
+    const marker = `rpo-killed-${process.pid}-${Date.now()}`;
+    await pg.psql(`create table k (v text); insert into k values ('${marker}')`);
+    const commitEnd = parseLsn(await pg.psql('select pg_current_wal_flush_lsn()'));
+    // The walsender has sent it (normally at once); then the primary dies without a shutdown.
+    await waitFor('sent', async () => {
+      const sent = await pg.psql("select coalesce(sent_lsn::text, '0/0') from pg_stat_replication where application_name = 'walts_receive'");
+      return sent !== '' && parseLsn(sent) >= commitEnd;
+    });
+    process.kill(Number(fs.readFileSync(path.join(pg.dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]), 'SIGKILL');
+    await waitFor('salvaged', () => logged(rcv, /^wal-receive: streaming ended: the WAL received is in the store$/));
+    const v = await view(deps);
+    let found = false;
+    for (const p of v.partials.values()) if ((await decoded(deps, p.key)).includes(Buffer.from(marker))) found = true;
+    expect(found).toBe(true);
+    rcv.child.kill('SIGTERM');
+    expect((await rcv.exited).signal).toBe('SIGTERM');
+    await pg.stop('immediate').catch(() => undefined);
     await deps.storage.close();
   });
 

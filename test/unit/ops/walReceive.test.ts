@@ -339,6 +339,24 @@ describe('wal-receive with a fake server and the memory store', () => {
     await running;
   });
 
+  test('a stream that fails (the server is gone): what was received is written to the store first', async () => {
+    const storage = new MemoryStorage();
+    const deps = testDeps(storage);
+    const server = fakeServer(storage, { type: 'physical', restartLsn: 2n * SEGN, restartTimeline: 1 });
+    const running = walReceive(deps, options(server));
+    await until('streaming', () => server.streams.length === 1);
+    const { stream, start } = server.streams[0]!;
+    const image = walImage(1, 2, 1);
+    send(stream, start, image, 0, 123_456);
+    await until('staged', () => stream.readableLength === 0);
+    // No tick: only the failure makes it flush.
+    server.startError = new ReplicationSlotError('stop here', SLOT, 'missing');
+    stream.fail(new UnavailableError('server closed the connection unexpectedly', { transient: true }));
+    await expect(running).rejects.toThrow('stop here');
+    const key = `${RECEIVE_ROOT}/${SLOT}/000000010000000000000002.partial.lz4`;
+    expect((await decoded(deps, key)).equals(image.subarray(0, 123_456))).toBe(true);
+  });
+
   test('the same segment already archived by archive_command: deduplicated, not a conflict', async () => {
     const storage = new MemoryStorage();
     const deps = testDeps(storage);
