@@ -7,8 +7,9 @@
  * .partial, deleted once the segment is archived; a receiver killed with SIGKILL mid-segment and
  * restarted leaves no gap and no conflict; the slot's restart_lsn is never past what the store holds
  * (checked at several points); a second receiver on the slot is refused (exit 2); SIGTERM stops it
- * cleanly and it dies by that signal; a store answering 503 or cutting connections holds the slot back and the receiver
- * catches up afterwards; a primary killed right after a commit leaves the commit in the store; a standby's slot is followed across the standby's promotion onto timeline 2.
+ * cleanly and it dies by that signal; a store answering 503 or cutting connections holds the slot
+ * back and the receiver catches up afterwards; a primary killed right after a commit leaves the
+ * commit in the store; a standby's slot is followed across the standby's promotion onto timeline 2.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
