@@ -215,6 +215,10 @@ export class SegmentArchiver {
 
   async #completeSegment(): Promise<void> {
     const seg = this.#segment!;
+    if (!seg.checked) {
+      await this.#checkHeader(seg); // pushFile checks it too; this also settles the cluster record first
+      seg.checked = true;
+    }
     this.#segment = undefined;
     const path = await seg.staged.complete(this.opts.dir);
     try {
@@ -272,6 +276,9 @@ export class SegmentArchiver {
         throw new IntegrityError(`this store belongs to database system ${record.system_identifier}, but the server is system ${header.systemIdentifier}; use a separate WALTS_STORE prefix per cluster`);
       }
       this.#clusterChecked = true;
+      // A push session opened before the record existed would try to create it again for every
+      // segment (a create-if-absent that fails, or, where the store ignores the condition, a rewrite).
+      if (!existing) this.#session = new PushSession(this.deps);
     }
   }
 }

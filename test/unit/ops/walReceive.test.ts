@@ -20,7 +20,7 @@ import { WalStream, type StatusClock } from '../../../src/postgres/replication/w
 import { segmentName, type Lsn } from '../../../src/postgres/walName';
 import { MemoryStorage } from '../../../src/storage/memory';
 import { RetryBudget } from '../../../src/util/retryBudget';
-import { testDeps } from '../../helpers/deps';
+import { countingStore, testDeps } from '../../helpers/deps';
 import { fakeSegment } from '../../helpers/wal';
 
 const SYSID = 7301234567890123456n;
@@ -355,6 +355,20 @@ describe('wal-receive with a fake server and the memory store', () => {
     await expect(running).rejects.toThrow('stop here');
     const key = `${RECEIVE_ROOT}/${SLOT}/000000010000000000000002.partial.lz4`;
     expect((await decoded(deps, key)).equals(image.subarray(0, 123_456))).toBe(true);
+  });
+
+  test('an archive without a cluster record: claimed once by the first segment, not once per segment', async () => {
+    const storage = countingStore();
+    const deps = testDeps(storage);
+    const server = fakeServer(storage, { type: 'physical', restartLsn: 2n * SEGN, restartTimeline: 1 });
+    const running = walReceive(deps, options(server));
+    await until('streaming', () => server.streams.length === 1);
+    send(server.streams[0]!.stream, 2n * SEGN, walImage(1, 2, 3), 0, 3 * SEG);
+    await until('three segments', () => server.slot.state!.restartLsn === 5n * SEGN);
+    expect(storage.puts.filter((k) => k === CLUSTER_KEY)).toEqual([CLUSTER_KEY]);
+    expect(storage.puts.filter((k) => k.startsWith(WAL_ROOT))).toHaveLength(3);
+    controller.abort();
+    await running;
   });
 
   test('the same segment already archived by archive_command: deduplicated, not a conflict', async () => {
