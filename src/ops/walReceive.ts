@@ -30,18 +30,19 @@
  */
 import { openArchive, checkWriteEncryption } from '../archive/archive';
 import type { Deps } from '../deps';
-import { IntegrityError, isTransient, ReplicationSlotError, UnavailableError, describeError } from '../errors';
+import { IntegrityError, isTransient, ProtocolError, ReplicationSlotError, UnavailableError, describeError } from '../errors';
 import type { SlotState, SystemIdentity, TimelineEnd, TimelineHistoryFile } from '../postgres/replication/commands';
-import { checkSlotName } from '../postgres/replication/commands';
+import { checkSlotName, showBytes } from '../postgres/replication/commands';
 import type { StartPhysicalOptions } from '../postgres/replication/connection';
 import type { StatusClock, WalStream, WalStreamEvent } from '../postgres/replication/walStream';
-import { formatLsn, type Lsn } from '../postgres/walName';
+import { formatLsn, isValidSegmentSize, type Lsn } from '../postgres/walName';
 import { SegmentArchiver } from './receive/segmentArchiver';
 
 /** What wal-receive needs of a replication connection (ReplicationConnection; faked in unit tests). */
 export interface ReplicationClient {
   identifySystem(): Promise<SystemIdentity>;
-  walSegmentSize(): Promise<number>;
+  /** A setting as SHOW prints it (ReplicationConnection.show). */
+  show(name: string): Promise<string | undefined>;
   readReplicationSlot(slot: string): Promise<SlotState | undefined>;
   createPhysicalSlot(slot: string, opts: { reserveWal: boolean }): Promise<void>;
   timelineHistory(timeline: number): Promise<TimelineHistoryFile>;
@@ -145,7 +146,9 @@ async function session(deps: Deps, opts: WalReceiveOptions, state: SessionState)
   let archiver: SegmentArchiver | undefined;
   try {
     const id = await client.identifySystem();
-    const segmentSize = await client.walSegmentSize();
+    const segText = await client.show('wal_segment_size');
+    const segmentSize = segText === undefined ? NaN : showBytes(segText);
+    if (!isValidSegmentSize(segmentSize)) throw new ProtocolError(`the server reports an unusable wal_segment_size ${JSON.stringify(segText)}`);
     // Before anything is written: the archive must exist, accept our codecs, and belong to this cluster.
     const archive = await openArchive(deps.storage);
     checkWriteEncryption(archive, deps.codecs.writeChain.some((c) => c.name === 'pgp'), deps.storage);

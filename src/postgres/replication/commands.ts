@@ -4,7 +4,7 @@
  * as the server's text (the connection asks pg for raw text), so each parser checks its own fields.
  */
 import { ProtocolError, ReplicationSlotError, UsageError } from '../../errors';
-import { Lsn, formatLsn, isValidSegmentSize, parseLsn } from '../walName';
+import { Lsn, formatLsn, parseLsn } from '../walName';
 
 /** A row of a walsender result set: each field as the server's text, null for SQL NULL. */
 export type TextRow = readonly (string | null)[];
@@ -24,16 +24,11 @@ function checkTimeline(tli: number): number {
 
 export const IDENTIFY_SYSTEM = 'IDENTIFY_SYSTEM';
 
-/** A walsender knows SHOW (PostgreSQL 10+); pg_receivewal asks this to find segment boundaries. */
-export const SHOW_WAL_SEGMENT_SIZE = 'SHOW wal_segment_size';
-
-/** SHOW's answer (`16MB`, `1GB`, ...) in bytes; a ProtocolError for anything that is not a WAL segment size. */
-export function parseWalSegmentSize(rows: readonly TextRow[]): number {
-  const [text] = onlyRow('SHOW wal_segment_size', rows, 1);
-  const m = /^([0-9]{1,10})\s*(B|kB|MB|GB)$/.exec(text ?? '');
-  const size = m ? Number(m[1]) * { B: 1, kB: 1024, MB: 1024 ** 2, GB: 1024 ** 3 }[m[2] as 'B' | 'kB' | 'MB' | 'GB'] : NaN;
-  if (!isValidSegmentSize(size)) throw new ProtocolError(`SHOW wal_segment_size: not a WAL segment size: ${JSON.stringify(text)}`);
-  return size;
+/** SHOW's memory units (`16MB`, `1GB`, `512kB`, `8192B`) in bytes; NaN otherwise. */
+export function showBytes(text: string): number {
+  const m = /^([0-9]+)\s*(B|kB|MB|GB|TB)?$/.exec(text.trim());
+  if (!m) return NaN;
+  return Number(m[1]) * { B: 1, kB: 1024, MB: 1024 ** 2, GB: 1024 ** 3, TB: 1024 ** 4 }[(m[2] ?? 'B') as 'B'];
 }
 
 export function timelineHistoryCommand(timeline: number): string {

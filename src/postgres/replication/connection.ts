@@ -17,7 +17,6 @@ import { ProtocolError, UnavailableError, UsageError, WaltsError } from '../../e
 import type { Lsn } from '../walName';
 import {
   IDENTIFY_SYSTEM,
-  SHOW_WAL_SEGMENT_SIZE,
   type SlotState,
   type SystemIdentity,
   type TextRow,
@@ -26,7 +25,6 @@ import {
   parseIdentifySystem,
   parseReadReplicationSlot,
   parseTimelineEnd,
-  parseWalSegmentSize,
   parseTimelineHistory,
   readReplicationSlotCommand,
   slotErrorFor,
@@ -103,11 +101,6 @@ export class ReplicationConnection {
     const value = rows[0]?.[0];
     if (rows.length !== 1 || typeof value !== 'string') throw new ProtocolError(`SHOW ${name}: expected one value`);
     return value;
-  }
-
-  /** The server's WAL segment size in bytes (where segments begin and end). */
-  walSegmentSize(): Promise<number> {
-    return this.#command(SHOW_WAL_SEGMENT_SIZE).then(parseWalSegmentSize);
   }
 
   /** The history file of `timeline` (> 1; timeline 1 has none). */

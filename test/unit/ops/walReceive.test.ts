@@ -103,7 +103,7 @@ function fakeServer(storage: MemoryStorage, slot: SlotState | undefined): FakeSe
     let streaming: FakeServer['streams'][number] | undefined;
     return {
       identifySystem: async () => ({ systemId: SYSID.toString(), timeline: 1, xlogPos: 5n * SEGN }),
-      walSegmentSize: async () => SEG,
+      show: async (name) => (name === 'wal_segment_size' ? '1MB' : undefined),
       readReplicationSlot: async () => server.slot.state,
       createPhysicalSlot: async () => {
         server.created++;
