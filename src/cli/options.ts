@@ -26,7 +26,7 @@ export const GLOBAL_OPTIONS: Record<string, Options> = {
   'connect-timeout': { type: 'number', describe: 'seconds to connect (default 10) [WALTS_CONNECT_TIMEOUT]', group: 'Behaviour:' },
   'io-timeout': { type: 'number', describe: 'seconds a request may stall (default 60) [WALTS_IO_TIMEOUT]', group: 'Behaviour:' },
   'retry-deadline': { type: 'number', describe: 'seconds to keep retrying transient store errors (default 60) [WALTS_RETRY_DEADLINE]', group: 'Behaviour:' },
-  'spool-dir': { type: 'string', describe: 'local state of look-ahead and prefetch (default: walts_spool in pg_wal) [WALTS_SPOOL_DIR]', group: 'Behaviour:' },
+  'spool-dir': { type: 'string', describe: 'local state of look-ahead and prefetch (default: walts_spool in pg_wal), and wal-receive staging (default: the temp directory) [WALTS_SPOOL_DIR]', group: 'Behaviour:' },
   'push-lookahead': { type: 'number', describe: 'wal-push: other .ready files one call also uploads (default 16, 0 = off) [WALTS_PUSH_LOOKAHEAD]', group: 'Behaviour:' },
   prefetch: { type: 'number', describe: 'wal-fetch: following segments downloaded ahead (default 16, 0 = off) [WALTS_PREFETCH]', group: 'Behaviour:' },
   concurrency: { type: 'number', describe: 'transfers in flight at once (default 4) [WALTS_CONCURRENCY]', group: 'Behaviour:' },

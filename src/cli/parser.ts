@@ -17,6 +17,7 @@ import { verifyCommand } from './verify';
 import { walFetchCommand } from './walFetch';
 import { walPrefetchCommand } from './walPrefetch';
 import { walPushCommand } from './walPush';
+import { walReceiveCommand } from './walReceive';
 import { ENVIRONMENT_HELP, GLOBAL_OPTIONS } from './options';
 import { UsageError } from '../errors';
 import { WALTS_VERSION } from '../version';
@@ -32,6 +33,7 @@ export async function parseAndRun(args: readonly string[], onCommand: (command: 
     .command(walPushCommand)
     .command(walFetchCommand)
     .command(walPrefetchCommand)
+    .command(walReceiveCommand)
     .command(backupPushCommand)
     .command(backupListCommand)
     .command(backupShowCommand)

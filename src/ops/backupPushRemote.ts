@@ -27,6 +27,7 @@ import { IntegrityError, ProtocolError, UsageError } from '../errors';
 import { parseBackupLabel, startWalFileName, stopWalFileName } from '../postgres/backupLabel';
 import type { PgConnectOptions } from '../postgres/client';
 import type { BackupPosition } from '../postgres/replication/baseBackup';
+import { showBytes } from '../postgres/replication/commands';
 import { type BaseBackupStream, serverArchives, type ServerArchive } from '../postgres/replication/baseBackupStream';
 import { ReplicationConnection } from '../postgres/replication/connection';
 import { formatLsn, isValidSegmentSize } from '../postgres/walName';
@@ -213,11 +214,4 @@ async function serverFacts(conn: ReplicationConnection): Promise<ServerFacts> {
   const pgVersionNum = Number(await conn.show('server_version_num'));
   if (!Number.isSafeInteger(pgVersionNum) || pgVersionNum <= 0) throw new ProtocolError('the server reports no server_version_num');
   return { walSegmentSize, pgVersion, pgVersionNum, dataChecksums: (await conn.show('data_checksums')) === 'on', dataDirectory: await conn.show('data_directory') };
-}
-
-/** SHOW's memory units (`16MB`, `1GB`, `512kB`, `8192B`) in bytes; NaN otherwise. */
-export function showBytes(text: string): number {
-  const m = /^([0-9]+)\s*(B|kB|MB|GB|TB)?$/.exec(text.trim());
-  if (!m) return NaN;
-  return Number(m[1]) * { B: 1, kB: 1024, MB: 1024 ** 2, GB: 1024 ** 3, TB: 1024 ** 4 }[(m[2] ?? 'B') as 'B'];
 }

@@ -73,6 +73,7 @@ describe('contrib/systemd units and contrib/cron/walts', () => {
       'walts-delete.service',
       'walts-delete.timer',
       'walts-metrics.service',
+      'walts-receive.service',
       'walts-restore-test.service',
       'walts-restore-test.timer',
     ]);
@@ -81,6 +82,7 @@ describe('contrib/systemd units and contrib/cron/walts', () => {
     expect(exec('walts-delete.service')).toEqual([`${INSTALLED_WALTS} delete window 7d --confirm`]);
     expect(exec('walts-restore-test.service')).toEqual([`${INSTALLED_WALTS} restore-test LATEST`]);
     expect(exec('walts-metrics.service')).toEqual([`${INSTALLED_WALTS} metrics`]);
+    expect(exec('walts-receive.service')).toEqual([`${INSTALLED_WALTS} wal-receive --slot walts`]);
   });
 
   it('every service runs as postgres with /etc/walts/walts.env, hardened, without MemoryDenyWriteExecute', () => {
@@ -100,6 +102,10 @@ describe('contrib/systemd units and contrib/cron/walts', () => {
     const metrics = unitOf('walts-metrics.service');
     expect(value(metrics, 'Service', 'Restart')).toEqual(['on-failure']);
     expect(value(metrics, 'Install', 'WantedBy')).toEqual(['multi-user.target']);
+    const receive = unitOf('walts-receive.service');
+    expect(value(receive, 'Service', 'Restart')).toEqual(['on-failure']);
+    // Exit 2 and 3 need a person (walts wal-receive --help): a restart would not change them.
+    expect(value(receive, 'Service', 'RestartPreventExitStatus')).toEqual(['2 3']);
     for (const file of ['walts-backup.service', 'walts-restore-test.service']) {
       const s = unitOf(file).get('Service')!;
       expect({ file, nice: s.get('Nice'), io: s.get('IOSchedulingClass') }).toEqual({ file, nice: ['10'], io: ['best-effort'] });
@@ -154,7 +160,7 @@ describe('contrib/systemd units and contrib/cron/walts', () => {
 
   it('this walts accepts the command line of every unit and cron job', async () => {
     const lines = waltsCommandLines();
-    expect(lines.map((l) => l.args[0])).toEqual(['backup-push', 'delete', 'metrics', 'restore-test', 'backup-push', 'restore-test', 'delete']);
+    expect(lines.map((l) => l.args[0])).toEqual(['backup-push', 'delete', 'metrics', 'wal-receive', 'restore-test', 'backup-push', 'restore-test', 'delete']);
     const help = await runWalts(['--help'], {}, { timeoutMs: 60_000 });
     const known = (cmd: string) => new RegExp(`^\\s+walts ${cmd}\\b`, 'm').test(help.stdout);
     const store = await fsp.mkdtemp(join(tmpdir(), 'walts-sched-store-'));

@@ -24,6 +24,13 @@ function checkTimeline(tli: number): number {
 
 export const IDENTIFY_SYSTEM = 'IDENTIFY_SYSTEM';
 
+/** SHOW's memory units (`16MB`, `1GB`, `512kB`, `8192B`) in bytes; NaN otherwise. */
+export function showBytes(text: string): number {
+  const m = /^([0-9]+)\s*(B|kB|MB|GB|TB)?$/.exec(text.trim());
+  if (!m) return NaN;
+  return Number(m[1]) * { B: 1, kB: 1024, MB: 1024 ** 2, GB: 1024 ** 3, TB: 1024 ** 4 }[(m[2] ?? 'B') as 'B'];
+}
+
 export function timelineHistoryCommand(timeline: number): string {
   return `TIMELINE_HISTORY ${checkTimeline(timeline)}`;
 }

@@ -7,6 +7,7 @@ import {
   parseTimelineEnd,
   parseTimelineHistory,
   readReplicationSlotCommand,
+  showBytes,
   slotErrorFor,
   startPhysicalReplicationCommand,
   timelineHistoryCommand,
@@ -102,5 +103,15 @@ describe('slot errors', () => {
   it('other failures are not slot errors', () => {
     expect(slotErrorFor('barman', '58P01', 'requested WAL segment 000000010000000000000003 has already been removed')).toBeUndefined();
     expect(slotErrorFor('barman', undefined, 'Connection terminated unexpectedly')).toBeUndefined();
+  });
+});
+
+describe('SHOW values in bytes', () => {
+  test('the units SHOW prints; anything else is NaN', () => {
+    expect(showBytes('16MB')).toBe(16 * 1024 * 1024);
+    expect(showBytes('1GB')).toBe(1024 ** 3);
+    expect(showBytes('512kB')).toBe(512 * 1024);
+    expect(showBytes('8192')).toBe(8192);
+    for (const bad of ['x', '', '16 MiB', '-1MB']) expect(showBytes(bad)).toBeNaN();
   });
 });
