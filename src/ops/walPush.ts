@@ -172,7 +172,9 @@ export async function pushFile(deps: Deps, session: PushSession, args: PushFileA
     });
     const decision = decide(name, plain, await judgeUnvouched(deps, variants, signal));
     if (decision === 'already-archived') {
-      if (args.primary) log.warn({ wal: name.name }, 'already archived with identical content; nothing uploaded');
+      // info, not warn: normal after a crash (PostgreSQL pushes the file again) and for every segment
+      // when wal-receive and archive_command both feed the archive.
+      if (args.primary) log.info({ wal: name.name }, 'already archived with identical content; nothing uploaded');
       return done('already-archived', 0, []);
     }
     const stale = decision.replace;
