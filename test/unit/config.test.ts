@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { FOREIGN_SETTINGS, loadConfig, parseEnvFile, SETTINGS } from '../../src/config';
 import { ConfigError } from '../../src/errors';
 
@@ -238,6 +240,11 @@ describe('configuration', () => {
       for (const name of ['WALG_PGP_KEY_PATH', 'WALG_PGP_KEY', 'WALG_GPG_KEY_ID', 'WALG_LIBSODIUM_KEY', 'WALG_CSE_KMS_ID', 'WALE_GPG_KEY_ID']) {
         expect(problems({ ...store, [name]: 'k' })[0]).toMatch(/gpg --export KEYID > key\.(asc|pgp).*WALTS_PGP_PUBLIC_KEY|WALTS_PGP_PUBLIC_KEY.*gpg --export KEYID > key\.asc/);
       }
+    });
+
+    it('docs/migrate-wal-e.md names every WAL-E and WAL-G name walts reads or refuses', () => {
+      const guide = readFileSync(join(__dirname, '../../docs/migrate-wal-e.md'), 'utf8');
+      for (const name of Object.keys(FOREIGN_SETTINGS)) expect([name, guide.includes(`\`${name}`)]).toEqual([name, true]);
     });
 
     it('reads the names from a config file too (an envdir turned into KEY=VALUE lines)', () => {
