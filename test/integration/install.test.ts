@@ -1,5 +1,5 @@
 /**
- * Issue 11 §4: the package a user installs. `npm pack` of this checkout, then a global install of
+ * Issue 11 §4: the package a user installs, and a production install from a clone. `npm pack` of this checkout, then a global install of
  * the tarball into a temporary prefix without dev dependencies (as docs/install.md says), then the
  * installed `walts` (not this checkout's bin/) creates an archive on s3rver and round-trips a WAL
  * segment through wal-push and wal-fetch.
@@ -8,7 +8,7 @@
  * deleted and rebuilt under them (scripts/prepare.js does that for a real `npm pack`). The install
  * prefers npm's local cache and asks the registry only for what is missing.
  */
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { trackClusters } from '../helpers/pg';
 import { REPO_ROOT, run, runOk, type RunResult } from '../helpers/run';
@@ -68,4 +68,16 @@ describe('npm pack, then a global install without dev dependencies', () => {
     expect(fetch.code).toBe(0);
     expect(readFileSync(dest).equals(segment)).toBe(true);
   });
+
+  it('npm ci --omit=dev in a clone succeeds without building (no typescript), and walts then says dist/ is missing', async () => {
+    // A clone's files that npm ci and the prepare script use (a copy: this checkout keeps its dist/).
+    const clone = join(work, 'clone');
+    mkdirSync(join(clone, 'scripts'), { recursive: true });
+    for (const f of ['package.json', 'package-lock.json', 'scripts/prepare.js', 'bin']) cpSync(join(REPO_ROOT, f), join(clone, f), { recursive: true });
+    const ci = await run('npm', ['ci', '--omit=dev', '--prefer-offline', '--no-audit', '--no-fund'], { cwd: clone, timeoutMs: 300_000 });
+    expect([ci.code, ci.stderr]).toEqual([0, expect.stringContaining('dev dependencies omitted, so dist/ is not built')]);
+    expect(existsSync(join(clone, 'node_modules', 'typescript'))).toBe(false);
+    const r = await run(join(clone, 'bin', 'walts'), ['--version'], { env: {}, cleanEnv: true });
+    expect([r.code, r.stderr]).toEqual([2, expect.stringContaining('dist/ is not built here')]);
+  }, 300_000);
 });
