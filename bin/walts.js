@@ -3,7 +3,16 @@
 // The AWS SDK warns about Node.js versions on stderr, which is PostgreSQL's log here.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
-require('../dist/main.js')
+let entry;
+try {
+  entry = require('../dist/main.js');
+} catch (err) {
+  // A clone installed without its dev dependencies has no dist/ (scripts/prepare.js): say so, not a stack.
+  if (err.code !== 'MODULE_NOT_FOUND' || !String(err.message).includes('dist/main.js')) throw err;
+  process.stderr.write('walts: dist/ is not built here: run npm ci (or npm run build) in the walts directory, or install the tarball of npm pack (docs/install.md)\n');
+  process.exit(2);
+}
+entry
   .main(process.argv.slice(2))
   .then(({ exitCode, signal }) => {
     if (signal) {

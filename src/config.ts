@@ -115,8 +115,68 @@ const OTHER_KNOWN = ['WALTS_CONFIG'];
  * environment of a developer's shell: never read by walts, never an error.
  */
 const RESERVED_PREFIX = 'WALTS_TEST_';
-/** WAL-E variables walts understands; any other WALE_* is refused rather than silently ignored. */
-const WALE_ALIASES: Readonly<Record<string, SettingName>> = { WALE_S3_PREFIX: 'WALTS_STORE' };
+
+/**
+ * Names of WAL-E (`WALE_*`) and WAL-G (`WALG_*`, and the two `AWS_*` names WAL-G reads that the AWS
+ * SDK does not) for something walts also has: each is read as its walts setting (`means`, after
+ * `translate` where the format differs) or refused with a pointer to what walts does instead. A
+ * `WALE_*` or `WALG_*` name not in this table is refused too: a migrated environment must never be
+ * half-read, silently (docs/migrate-wal-e.md).
+ */
+type ForeignName =
+  | { readonly means: SettingName; readonly translate?: (value: string) => Translated }
+  | { readonly refuse: string };
+type Translated = { readonly value: string; readonly implies?: Partial<Record<SettingName, string>> } | { readonly problem: string };
+
+const S3_OR_DIRECTORY = 'walts stores to S3 (WALTS_STORE=s3://bucket/prefix) or a directory (WALTS_STORE=file:///dir) only';
+const OPENPGP_KEYS =
+  'walts encrypts to an OpenPGP public key file (WALTS_PGP_PUBLIC_KEY, e.g. from gpg --export KEYID > key.asc) and decrypts, where restores happen, with the private key file (WALTS_PGP_PRIVATE_KEY)';
+
+export const FOREIGN_SETTINGS: Readonly<Record<string, ForeignName>> = {
+  // WAL-E
+  WALE_S3_PREFIX: { means: 'WALTS_STORE' },
+  WALE_FILE_PREFIX: { means: 'WALTS_STORE', translate: (v) => fileStore(v.replace(/^file:\/\/localhost\//, 'file:///')) },
+  WALE_S3_ENDPOINT: { means: 'WALTS_S3_ENDPOINT', translate: waleEndpoint },
+  WALE_GPG_KEY_ID: {
+    refuse: 'is not read by walts, and without WALTS_PGP_PUBLIC_KEY nothing would be encrypted: export the key to a file (gpg --export KEYID > key.asc), set WALTS_PGP_PUBLIC_KEY to it and unset WALE_GPG_KEY_ID',
+  },
+  WALE_WABS_PREFIX: { refuse: `is a WAL-E Azure store: ${S3_OR_DIRECTORY}` },
+  WALE_SWIFT_PREFIX: { refuse: `is a WAL-E Swift store: ${S3_OR_DIRECTORY}` },
+  WALE_GS_PREFIX: { refuse: `is a WAL-E Google Cloud Storage store: ${S3_OR_DIRECTORY}` },
+  WALE_LOG_DESTINATION: { refuse: 'is not read by walts: it logs JSON lines on stderr (PostgreSQL\'s log for archive_command), level WALTS_LOG_LEVEL' },
+  // WAL-G
+  WALG_S3_PREFIX: { means: 'WALTS_STORE' },
+  WALG_FILE_PREFIX: { means: 'WALTS_STORE', translate: (v) => fileStore(v.startsWith('/') ? `file://${v}` : v) },
+  WALG_GS_PREFIX: { refuse: `is a WAL-G Google Cloud Storage store: ${S3_OR_DIRECTORY}` },
+  WALG_AZ_PREFIX: { refuse: `is a WAL-G Azure store: ${S3_OR_DIRECTORY}` },
+  WALG_SWIFT_PREFIX: { refuse: `is a WAL-G Swift store: ${S3_OR_DIRECTORY}` },
+  WALG_SSH_PREFIX: { refuse: `is a WAL-G SSH store: ${S3_OR_DIRECTORY}` },
+  AWS_ENDPOINT: { means: 'WALTS_S3_ENDPOINT' },
+  AWS_S3_FORCE_PATH_STYLE: { means: 'WALTS_S3_FORCE_PATH_STYLE' },
+  WALG_S3_SSE: { means: 'WALTS_S3_SSE' },
+  WALG_S3_SSE_KMS_ID: { means: 'WALTS_S3_SSE_KMS_KEY_ID' },
+  WALG_S3_STORAGE_CLASS: { means: 'WALTS_S3_STORAGE_CLASS' },
+  WALG_S3_CA_CERT_FILE: { refuse: 'is not read by walts: give Node.js the CA bundle with NODE_EXTRA_CA_CERTS=FILE' },
+  WALG_COMPRESSION_METHOD: {
+    means: 'WALTS_COMPRESSION',
+    translate: (v) => (v === 'lzma' || v === 'brotli' ? { problem: `walts does not write ${v}: set WALTS_COMPRESSION (lz4 is the default) and unset WALG_COMPRESSION_METHOD` } : { value: v }),
+  },
+  WALG_UPLOAD_CONCURRENCY: { means: 'WALTS_CONCURRENCY' },
+  WALG_DOWNLOAD_CONCURRENCY: { refuse: 'is not read by walts: transfers in flight are WALTS_CONCURRENCY, WAL segments wal-fetch downloads ahead are WALTS_PREFETCH' },
+  WALG_PREFETCH_DIR: { refuse: 'is not read by walts: its prefetch and look-ahead state is in WALTS_SPOOL_DIR' },
+  WALG_LOG_LEVEL: { means: 'WALTS_LOG_LEVEL', translate: (v) => ({ NORMAL: { value: 'info' }, DEVEL: { value: 'debug' }, ERROR: { value: 'error' } })[v] ?? { problem: `must be NORMAL, DEVEL or ERROR (or set WALTS_LOG_LEVEL), got ${JSON.stringify(v)}` } },
+  WALG_PGP_KEY: { refuse: `is not read by walts: ${OPENPGP_KEYS}` },
+  WALG_PGP_KEY_PATH: { refuse: `is not read by walts (WAL-G's key is the private key): ${OPENPGP_KEYS}` },
+  WALG_PGP_KEY_PASSPHRASE: { refuse: 'is not read by walts: the private key passphrase is WALTS_PGP_PASSPHRASE_FILE (or WALTS_PGP_PASSPHRASE)' },
+  WALG_GPG_KEY_ID: { refuse: `is not read by walts, and nothing would be encrypted: ${OPENPGP_KEYS}` },
+  WALG_LIBSODIUM_KEY: { refuse: `is not read by walts, and nothing would be encrypted: ${OPENPGP_KEYS}` },
+  WALG_LIBSODIUM_KEY_PATH: { refuse: `is not read by walts, and nothing would be encrypted: ${OPENPGP_KEYS}` },
+  WALG_CSE_KMS_ID: { refuse: `is not read by walts, and nothing would be encrypted: ${OPENPGP_KEYS}` },
+  WALG_DELTA_MAX_STEPS: { refuse: 'is not read by walts: every walts base backup is a full backup (no delta backups); unset it' },
+  WALG_DELTA_ORIGIN: { refuse: 'is not read by walts: every walts base backup is a full backup (no delta backups); unset it' },
+};
+/** Prefixes whose names must be in FOREIGN_SETTINGS: anything else under them is refused. */
+const FOREIGN_PREFIXES: Readonly<Record<string, string>> = { WALE_: 'WAL-E', WALG_: 'WAL-G' };
 
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
 /** Settings that make a config file sensitive: it must then be private to its owner. */
@@ -127,13 +187,14 @@ export function loadConfig(sources: ConfigSources): Config {
   const flags = sources.flags ?? {};
   const configFile = str(flags['config']) ?? sources.env['WALTS_CONFIG'];
   const fileValues = configFile ? readConfigFile(configFile, sources, problems) : {};
-  checkNames(sources.env, 'in the environment', problems);
-  if (configFile) checkNames(fileValues, `in ${configFile}`, problems);
+  const envForeign = checkNames(sources.env, 'in the environment', problems);
+  const fileForeign = configFile ? checkNames(fileValues, `in ${configFile}`, problems) : {};
 
-  const get = (name: SettingName, alias?: string): string | undefined => {
+  // Flag, then environment (a walts name before a WAL-E/WAL-G one), then the file (the same way).
+  const get = (name: SettingName): string | undefined => {
     const flag = SETTINGS[name];
     const fromFlag = flag ? str(flags[flag]) : undefined;
-    return fromFlag ?? nonEmpty(sources.env[name]) ?? (alias ? nonEmpty(sources.env[alias]) : undefined) ?? nonEmpty(fileValues[name]) ?? (alias ? nonEmpty(fileValues[alias]) : undefined);
+    return fromFlag ?? nonEmpty(sources.env[name]) ?? envForeign[name] ?? nonEmpty(fileValues[name]) ?? fileForeign[name];
   };
   const seconds = (name: SettingName, dflt: number): number => {
     const raw = get(name);
@@ -146,7 +207,7 @@ export function loadConfig(sources: ConfigSources): Config {
     return Math.round(n * 1000);
   };
 
-  const store = parseStoreUrl(get('WALTS_STORE', 'WALE_S3_PREFIX'), problems);
+  const store = parseStoreUrl(get('WALTS_STORE'), problems);
   const sse = get('WALTS_S3_SSE');
   if (sse !== undefined && sse !== 'AES256' && sse !== 'aws:kms') problems.push(`WALTS_S3_SSE must be AES256 or aws:kms, got ${JSON.stringify(sse)}`);
   const sseKmsKeyId = get('WALTS_S3_SSE_KMS_KEY_ID');
@@ -315,32 +376,77 @@ function parseValue(rest: string): string | undefined {
 }
 
 /**
- * Every WALTS_* name must be a setting walts reads (a typo would otherwise be ignored), and WAL-E
- * names are refused unless walts reads them too: WALE_GPG_KEY_ID in particular, which would
- * otherwise leave the archive unencrypted.
+ * Every WALTS_* name must be a setting walts reads (a typo would otherwise be ignored), and every
+ * WAL-E or WAL-G name is read as its walts setting or refused (FOREIGN_SETTINGS): WALE_GPG_KEY_ID in
+ * particular, which would otherwise leave the archive unencrypted. Returns the walts settings the
+ * foreign names give; a walts name and a foreign one (or two foreign ones) for the same setting must
+ * agree.
  */
-function checkNames(values: Env, where: string, problems: string[]): void {
-  for (const [name, value] of Object.entries(values)) {
-    if (value === undefined) continue;
+function checkNames(values: Env, where: string, problems: string[]): Partial<Record<SettingName, string>> {
+  const given: Partial<Record<SettingName, { value: string; from: string }>> = {};
+  const implied: Partial<Record<SettingName, string>> = {};
+  for (const [name, raw] of Object.entries(values)) {
+    if (raw === undefined) continue;
     if (name.startsWith('WALTS_')) {
       if (name in SETTINGS || OTHER_KNOWN.includes(name) || name.startsWith(RESERVED_PREFIX)) continue;
       const hint = closest(name, [...Object.keys(SETTINGS), ...OTHER_KNOWN]);
       problems.push(`${name} (${where}) is not a walts setting${hint ? `; did you mean ${hint}?` : ''}`);
-    } else if (name === 'WALE_GPG_KEY_ID') {
-      problems.push(
-        `WALE_GPG_KEY_ID (${where}) is not read by walts, and without WALTS_PGP_PUBLIC_KEY nothing would be encrypted: export the key to a file (gpg --export KEYID > key.pgp), set WALTS_PGP_PUBLIC_KEY to it and unset WALE_GPG_KEY_ID`,
-      );
-    } else if (name.startsWith('WALE_') && !(name in WALE_ALIASES)) {
-      problems.push(`${name} (${where}) is a WAL-E setting walts does not read; unset it (see the configuration table in README.md for the walts equivalent)`);
+      continue;
     }
-  }
-  for (const [alias, setting] of Object.entries(WALE_ALIASES)) {
-    const a = nonEmpty(values[alias]);
-    const b = nonEmpty(values[setting]);
-    if (a !== undefined && b !== undefined && a.replace(/\/+$/, '') !== b.replace(/\/+$/, '')) {
-      problems.push(`${setting} and its alias ${alias} are both set (${where}) to different stores (${JSON.stringify(b)}, ${JSON.stringify(a)}); unset ${alias}`);
+    const entry = FOREIGN_SETTINGS[name];
+    if (!entry) {
+      const tool = Object.entries(FOREIGN_PREFIXES).find(([prefix]) => name.startsWith(prefix))?.[1];
+      if (tool) problems.push(`${name} (${where}) is a ${tool} setting walts does not read; unset it (docs/migrate-wal-e.md lists the walts names)`);
+      continue;
     }
+    if ('refuse' in entry) {
+      problems.push(`${name} (${where}) ${entry.refuse}`);
+      continue;
+    }
+    const value = nonEmpty(raw);
+    if (value === undefined) continue;
+    const t = entry.translate ? entry.translate(value) : { value };
+    if ('problem' in t) {
+      problems.push(`${name} (${where}) ${t.problem}`);
+      continue;
+    }
+    const setting = entry.means;
+    const own = nonEmpty(values[setting]);
+    const other = given[setting];
+    const clash = own !== undefined && !sameValue(setting, own, t.value) ? { name: setting, value: own } : other && !sameValue(setting, other.value, t.value) ? { name: other.from, value: other.value } : undefined;
+    if (clash) {
+      const what = setting === 'WALTS_STORE' ? 'stores' : 'values';
+      const alias = clash.name === setting ? `its alias ${name}` : name;
+      problems.push(`${clash.name} and ${alias} are both set (${where}) to different ${what} (${JSON.stringify(clash.value)}, ${JSON.stringify(raw)}); unset ${name}`);
+      continue;
+    }
+    given[setting] ??= { value: t.value, from: name };
+    for (const [s, v] of Object.entries(t.implies ?? {}) as [SettingName, string][]) implied[s] ??= v;
   }
+  const out: Partial<Record<SettingName, string>> = { ...implied };
+  for (const [s, g] of Object.entries(given) as [SettingName, { value: string }][]) out[s] = g.value;
+  return out;
+}
+
+/** Two values of one setting mean the same (a store URL with or without its trailing /). */
+function sameValue(setting: SettingName, a: string, b: string): boolean {
+  return setting === 'WALTS_STORE' ? a.replace(/\/+$/, '') === b.replace(/\/+$/, '') : a === b;
+}
+
+/** A WAL-E/WAL-G directory store as a walts file:// URL (checked by parseStoreUrl like any other). */
+function fileStore(url: string): Translated {
+  return url.startsWith('file:///') ? { value: url } : { problem: `must be an absolute directory (walts reads it as WALTS_STORE=file:///dir), got ${JSON.stringify(url)}` };
+}
+
+/**
+ * WAL-E's endpoint, `https+path://host:port` (scheme, then + the S3 calling format: `path` or
+ * `virtualhost`), as WALTS_S3_ENDPOINT, with path-style addressing for `+path`. A plain http(s)://
+ * URL is taken as it is.
+ */
+function waleEndpoint(v: string): Translated {
+  const m = /^(https?)(?:\+(path|virtualhost))?:\/\/([^/\s]+)\/?$/.exec(v);
+  if (!m) return { problem: `must look like https+path://host:port (WAL-E) or https://host:port, got ${JSON.stringify(v)}; or set WALTS_S3_ENDPOINT and WALTS_S3_FORCE_PATH_STYLE instead` };
+  return { value: `${m[1]}://${m[3]}`, ...(m[2] === 'path' ? { implies: { WALTS_S3_FORCE_PATH_STYLE: 'true' } } : {}) };
 }
 
 /** The known name within edit distance 2 of `name`, if exactly one is closest. */

@@ -7,7 +7,7 @@ import type { Options } from 'yargs';
  */
 export const GLOBAL_OPTIONS: Record<string, Options> = {
   config: { type: 'string', describe: 'env-style file with WALTS_* (and AWS_*) settings [WALTS_CONFIG]', group: 'Store and keys:' },
-  store: { type: 'string', describe: 's3://bucket/prefix or file:///abs/dir [WALTS_STORE, alias WALE_S3_PREFIX]', group: 'Store and keys:' },
+  store: { type: 'string', describe: 's3://bucket/prefix or file:///abs/dir [WALTS_STORE, aliases WALE_S3_PREFIX, WALG_S3_PREFIX]', group: 'Store and keys:' },
   's3-endpoint': { type: 'string', describe: 'S3-compatible endpoint URL [WALTS_S3_ENDPOINT]', group: 'Store and keys:' },
   's3-force-path-style': { type: 'boolean', describe: 'path-style bucket addressing [WALTS_S3_FORCE_PATH_STYLE]', group: 'Store and keys:' },
   's3-region': { type: 'string', describe: 'region, when AWS_REGION/profile do not set it [WALTS_S3_REGION]', group: 'Store and keys:' },
@@ -37,8 +37,9 @@ export const ENVIRONMENT_HELP = [
   'AWS credentials and region come from the standard AWS chain (AWS_ACCESS_KEY_ID and',
   'AWS_SECRET_ACCESS_KEY, AWS_PROFILE, web identity, instance role).',
   'WALTS_PGP_PASSPHRASE or WALTS_PGP_PASSPHRASE_FILE unlocks a protected private key.',
-  'Unknown WALTS_* names and WAL-E names walts does not read (WALE_GPG_KEY_ID: use',
-  'WALTS_PGP_PUBLIC_KEY) are errors; WALE_S3_PREFIX is read as WALTS_STORE. In a config file',
+  'Unknown WALTS_* names are errors. WAL-E and WAL-G names are read as their walts setting',
+  '(WALE_S3_PREFIX and WALG_S3_PREFIX as WALTS_STORE, WALE_S3_ENDPOINT, ...) or refused with a',
+  'pointer (WALE_GPG_KEY_ID: use WALTS_PGP_PUBLIC_KEY): docs/migrate-wal-e.md. In a config file',
   "an unquoted value ends at ' #' (a comment).",
   'Logs are JSON lines on stderr. Full guide: docs/ in the walts repository.',
 ].join('\n');

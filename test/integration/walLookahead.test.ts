@@ -294,6 +294,18 @@ describe('look-ahead records (walts binary, s3rver behind a fault proxy, and a f
     expect((await shOnly({ ...e, WALTS_PUSH_LOOKAHEAD: '0' }, dir, seg(2))).code).toBe(127);
   });
 
+  it('with a store or endpoint named by another WAL-E/WAL-G variable, the sh front leaves the call to Node', async () => {
+    // Node translates those names (src/config.ts FOREIGN_SETTINGS); the front cannot, and a record
+    // written for "no endpoint" must not answer for a call whose WALE_S3_ENDPOINT names another one.
+    const e = await fileEnv();
+    const dir = await pgdata(3);
+    expect((await push(e, dir, seg(1))).code).toBe(0);
+    expect((await shOnly(e, dir, seg(2))).code).toBe(0);
+    for (const extra of [{ WALE_S3_ENDPOINT: 'https+path://elsewhere:9000' } as Record<string, string>, { AWS_ENDPOINT: 'http://elsewhere:9000' }, { WALG_S3_PREFIX: 's3://other/p' }, { WALG_FILE_PREFIX: '/srv/other' }, { WALE_FILE_PREFIX: 'file:///srv/other' }]) {
+      expect([extra, (await shOnly({ ...e, ...extra }, dir, seg(2))).code]).toEqual([extra, 127]);
+    }
+  });
+
   it('a record for a file whose bytes changed (mtime put back) is not honoured', async () => {
     const e = await s3Env();
     const dir = await pgdata(3);

@@ -1,4 +1,6 @@
-import { loadConfig, parseEnvFile } from '../../src/config';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { FOREIGN_SETTINGS, loadConfig, parseEnvFile, SETTINGS } from '../../src/config';
 import { ConfigError } from '../../src/errors';
 
 const noFile = (): { text: string; mode: number } => {
@@ -130,8 +132,13 @@ describe('configuration', () => {
       expect(f[0]).toMatch(/^WALE_GPG_KEY_ID \(in \/f\)/);
     });
 
-    it('refuses other WAL-E variables it would otherwise ignore', () => {
-      expect(problems({ WALE_S3_PREFIX: 's3://bkt/p', WALE_S3_ENDPOINT: 'https+path://minio:9000' })[0]).toMatch(/^WALE_S3_ENDPOINT \(in the environment\) is a WAL-E setting walts does not read/);
+    it('refuses other WAL-E and WAL-G variables it would otherwise ignore', () => {
+      expect(problems({ WALE_S3_PREFIX: 's3://bkt/p', WALE_SYSLOG_FACILITY: 'user' })).toEqual([
+        'WALE_SYSLOG_FACILITY (in the environment) is a WAL-E setting walts does not read; unset it (docs/migrate-wal-e.md lists the walts names)',
+      ]);
+      expect(problems({ WALTS_STORE: 's3://bkt/p', WALG_TAR_SIZE_THRESHOLD: '1' })).toEqual([
+        'WALG_TAR_SIZE_THRESHOLD (in the environment) is a WAL-G setting walts does not read; unset it (docs/migrate-wal-e.md lists the walts names)',
+      ]);
     });
 
     it('refuses WALTS_STORE and WALE_S3_PREFIX set to different stores; the same store (up to a trailing /) is fine', () => {
@@ -164,5 +171,85 @@ describe('configuration', () => {
     modes['/k/secret.asc'] = 0o100600;
     expect(loadConfig({ env, readFile: noFile, fileMode }).pgp.privateKeyPath).toBe('/k/secret.asc');
     expect(loadConfig({ env: { ...env, WALTS_PGP_PRIVATE_KEY: '/k/missing' }, readFile: noFile, fileMode }).pgp.privateKeyPath).toBe('/k/missing');
+  });
+
+  describe('WAL-E and WAL-G names (FOREIGN_SETTINGS)', () => {
+    const load = (env: Record<string, string>) => loadConfig({ env, readFile: noFile });
+    const store = { WALTS_STORE: 's3://bkt/p' };
+
+    it('every WALE_*/WALG_* entry is read or refused, and a refusal names the walts way', () => {
+      for (const [name, entry] of Object.entries(FOREIGN_SETTINGS)) {
+        if ('refuse' in entry) {
+          const p = problems({ ...store, [name]: 'x' });
+          expect(p).toHaveLength(1);
+          expect(p[0]).toMatch(new RegExp(`^${name} \\(in the environment\\) .*(WALTS_|NODE_EXTRA_CA_CERTS|unset it)`));
+        } else {
+          expect(entry.means in SETTINGS).toBe(true);
+        }
+      }
+    });
+
+    test.each([
+      ['WALE_S3_PREFIX', 's3://bkt/wale', 'WALTS_STORE'],
+      ['WALG_S3_PREFIX', 's3://bkt/walg', 'WALTS_STORE'],
+    ])('%s is read as %s', (name, value) => {
+      expect(load({ [name]: value }).store.url).toBe(value);
+    });
+
+    it('WALE_FILE_PREFIX (file://localhost/dir) and WALG_FILE_PREFIX (/dir) are directory stores; a relative one is refused', () => {
+      expect(load({ WALE_FILE_PREFIX: 'file://localhost/srv/wale' }).store).toMatchObject({ kind: 'file', directory: '/srv/wale' });
+      expect(load({ WALE_FILE_PREFIX: 'file:///srv/wale' }).store).toMatchObject({ kind: 'file', directory: '/srv/wale' });
+      expect(load({ WALG_FILE_PREFIX: '/srv/walg' }).store).toMatchObject({ kind: 'file', url: 'file:///srv/walg', directory: '/srv/walg' });
+      expect(problems({ WALG_FILE_PREFIX: 'walg' })[0]).toMatch(/^WALG_FILE_PREFIX \(in the environment\) must be an absolute directory/);
+    });
+
+    it('WALE_S3_ENDPOINT: https+path://host:port becomes the endpoint with path-style addressing; a plain URL is taken as is', () => {
+      expect(load({ ...store, WALE_S3_ENDPOINT: 'https+path://minio:9000' }).store.s3).toMatchObject({ endpoint: 'https://minio:9000', forcePathStyle: true });
+      expect(load({ ...store, WALE_S3_ENDPOINT: 'http+virtualhost://s3.local' }).store.s3).toMatchObject({ endpoint: 'http://s3.local', forcePathStyle: false });
+      expect(load({ ...store, WALE_S3_ENDPOINT: 'https://s3.example.com' }).store.s3).toMatchObject({ endpoint: 'https://s3.example.com', forcePathStyle: false });
+      // An explicit walts setting wins over what the WAL-E form implies.
+      expect(load({ ...store, WALE_S3_ENDPOINT: 'https+path://minio:9000', WALTS_S3_FORCE_PATH_STYLE: 'false' }).store.s3.forcePathStyle).toBe(false);
+      expect(problems({ ...store, WALE_S3_ENDPOINT: 'minio:9000' })[0]).toMatch(/^WALE_S3_ENDPOINT \(in the environment\) must look like https\+path:\/\/host:port/);
+    });
+
+    it("WAL-G's AWS_ENDPOINT and AWS_S3_FORCE_PATH_STYLE, S3 encryption and storage class", () => {
+      const c = load({ ...store, AWS_ENDPOINT: 'http://minio:9000', AWS_S3_FORCE_PATH_STYLE: 'true', WALG_S3_SSE: 'aws:kms', WALG_S3_SSE_KMS_ID: 'key-1', WALG_S3_STORAGE_CLASS: 'STANDARD_IA' });
+      expect(c.store.s3).toMatchObject({ endpoint: 'http://minio:9000', forcePathStyle: true, sse: 'aws:kms', sseKmsKeyId: 'key-1', storageClass: 'STANDARD_IA' });
+    });
+
+    it('WALG_COMPRESSION_METHOD, WALG_UPLOAD_CONCURRENCY and WALG_LOG_LEVEL are read as walts settings; values walts has not are refused by name', () => {
+      expect(load({ ...store, WALG_COMPRESSION_METHOD: 'lz4', WALG_UPLOAD_CONCURRENCY: '8', WALG_LOG_LEVEL: 'DEVEL' })).toMatchObject({ compression: 'lz4', concurrency: 8, logLevel: 'debug' });
+      expect(problems({ ...store, WALG_COMPRESSION_METHOD: 'brotli' })).toEqual([
+        'WALG_COMPRESSION_METHOD (in the environment) walts does not write brotli: set WALTS_COMPRESSION (lz4 is the default) and unset WALG_COMPRESSION_METHOD',
+      ]);
+      expect(problems({ ...store, WALG_LOG_LEVEL: 'LOUD' })[0]).toMatch(/^WALG_LOG_LEVEL \(in the environment\) must be NORMAL, DEVEL or ERROR/);
+      expect(problems({ ...store, WALG_UPLOAD_CONCURRENCY: '100' })[0]).toMatch(/^WALTS_CONCURRENCY must be a whole number from 1 to 64/);
+    });
+
+    it('a walts name wins only when it agrees: a WAL-E/WAL-G name for the same setting with another value is refused, as are two foreign names that disagree', () => {
+      expect(load({ ...store, WALTS_CONCURRENCY: '8', WALG_UPLOAD_CONCURRENCY: '8' }).concurrency).toBe(8);
+      expect(problems({ ...store, WALTS_CONCURRENCY: '8', WALG_UPLOAD_CONCURRENCY: '16' })).toEqual([
+        'WALTS_CONCURRENCY and its alias WALG_UPLOAD_CONCURRENCY are both set (in the environment) to different values ("8", "16"); unset WALG_UPLOAD_CONCURRENCY',
+      ]);
+      const p = problems({ WALE_S3_PREFIX: 's3://bkt/one', WALG_S3_PREFIX: 's3://bkt/two/' });
+      expect(p).toEqual(['WALE_S3_PREFIX and WALG_S3_PREFIX are both set (in the environment) to different stores ("s3://bkt/one", "s3://bkt/two/"); unset WALG_S3_PREFIX']);
+      expect(problems({ WALTS_S3_ENDPOINT: 'https://minio:9000', WALE_S3_ENDPOINT: 'https+path://minio:9000', ...store })).toEqual([]);
+    });
+
+    it('refuses the encryption names with the one-line way to a key file, never leaving the archive unencrypted', () => {
+      for (const name of ['WALG_PGP_KEY_PATH', 'WALG_PGP_KEY', 'WALG_GPG_KEY_ID', 'WALG_LIBSODIUM_KEY', 'WALG_CSE_KMS_ID', 'WALE_GPG_KEY_ID']) {
+        expect(problems({ ...store, [name]: 'k' })[0]).toMatch(/gpg --export KEYID > key\.(asc|pgp).*WALTS_PGP_PUBLIC_KEY|WALTS_PGP_PUBLIC_KEY.*gpg --export KEYID > key\.asc/);
+      }
+    });
+
+    it('docs/migrate-wal-e.md names every WAL-E and WAL-G name walts reads or refuses', () => {
+      const guide = readFileSync(join(__dirname, '../../docs/migrate-wal-e.md'), 'utf8');
+      for (const name of Object.keys(FOREIGN_SETTINGS)) expect([name, guide.includes(`\`${name}`)]).toEqual([name, true]);
+    });
+
+    it('reads the names from a config file too (an envdir turned into KEY=VALUE lines)', () => {
+      const c = loadConfig({ env: { WALTS_CONFIG: '/etc/wal-e.env' }, readFile: () => ({ text: 'WALE_S3_PREFIX=s3://bkt/f\nWALE_S3_ENDPOINT=http+path://minio:9000\n', mode: 0o100600 }) });
+      expect(c.store).toMatchObject({ url: 's3://bkt/f', s3: { endpoint: 'http://minio:9000', forcePathStyle: true } });
+    });
   });
 });
