@@ -35,9 +35,16 @@ export const jsBlocks: Lz4Blocks = { impl: 'js', encodeBlock: encodeBlockJs, dec
 let nativeFailure: Error | undefined;
 let chosen: Lz4Blocks | undefined;
 
-/** `WALTS_LZ4_IMPL`-free choice: the native coder when it loads, else JavaScript. Loaded on first use. */
+/** The native coder when it loads, else JavaScript (said once on stderr). Chosen on first use. */
 export function lz4Blocks(): Lz4Blocks {
-  return (chosen ??= loadNative() ?? jsBlocks);
+  if (chosen) return chosen;
+  chosen = loadNative();
+  if (!chosen) {
+    chosen = jsBlocks;
+    // Once per process, on stderr (PostgreSQL's log for archive_command): archiving goes on, slower.
+    process.emitWarning(`the lz4 native module does not load (${nativeFailure?.message.split('\n')[0]}): using the JavaScript LZ4 coder, several times slower to compress; run \`npm rebuild lz4\` where walts is installed (walts check says more)`, { code: 'WALTS_LZ4_JS' });
+  }
+  return chosen;
 }
 
 /** The native coder, or undefined (the reason kept for `nativeLz4Failure`). */
