@@ -6,6 +6,7 @@
  *
  * Candidates: `lz4` (the package's native blocks, today's), `js` (lz4BlockJs.ts), and `lz4-napi`
  * when it can be required (it is not a dependency: `NODE_PATH=/some/prefix/node_modules` brings it).
+ * `BENCH_LZ4=/path/to/lz4` takes the `lz4` package from elsewhere (one built for another Node.js).
  * lz4-napi has no call that writes into a given buffer or decodes an unprefixed block: its block
  * output is size-prefixed and fresh per call, so it is measured the way walts would have to use it.
  */
@@ -32,7 +33,7 @@ function blockCoders(): Coder[] {
   const coders: Coder[] = [];
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const lz4 = require('lz4') as { encodeBlock(i: Buffer, o: Buffer): number; decodeBlock(i: Buffer, o: Buffer): number };
+    const lz4 = require(process.env['BENCH_LZ4'] ?? 'lz4') as { encodeBlock(i: Buffer, o: Buffer): number; decodeBlock(i: Buffer, o: Buffer): number };
     coders.push({
       name: 'lz4 (native blocks, node-gyp)',
       encode: (b) => Buffer.from(out.subarray(0, lz4.encodeBlock(b, out))),

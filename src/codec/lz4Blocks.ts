@@ -10,7 +10,7 @@
  * The native addon fails to load when the install skipped scripts (pnpm, bun, `--ignore-scripts`:
  * "invalid ELF header") or after a Node.js major upgrade without `npm rebuild` ("Module did not
  * self-register"); then archiving goes on with the JavaScript coder, slower, and `walts check`
- * says why and how to get the native one back.
+ * warns, saying why and how to get the native one back (`npm rebuild lz4`).
  */
 import type { Lz4NativeEncode } from './lz4FrameEncoder';
 import { decodeBlockJs, encodeBlockJs, encodeBoundJs } from './lz4BlockJs';
@@ -35,16 +35,11 @@ export const jsBlocks: Lz4Blocks = { impl: 'js', encodeBlock: encodeBlockJs, dec
 let nativeFailure: Error | undefined;
 let chosen: Lz4Blocks | undefined;
 
-/** The native coder when it loads, else JavaScript (said once on stderr). Chosen on first use. */
+/** The native coder when it loads, else JavaScript. Chosen on first use, once per thread. */
 export function lz4Blocks(): Lz4Blocks {
-  if (chosen) return chosen;
-  chosen = loadNative();
-  if (!chosen) {
-    chosen = jsBlocks;
-    // Once per process, on stderr (PostgreSQL's log for archive_command): archiving goes on, slower.
-    process.emitWarning(`the lz4 native module does not load (${nativeFailure?.message.split('\n')[0]}): using the JavaScript LZ4 coder, several times slower to compress; run \`npm rebuild lz4\` where walts is installed (walts check says more)`, { code: 'WALTS_LZ4_JS' });
-  }
-  return chosen;
+  // Silent here: a warning per archive_command call would fill PostgreSQL's log; `walts check`
+  // reports the JavaScript coder in use and the fix (ops/check/codecs.ts).
+  return (chosen ??= loadNative() ?? jsBlocks);
 }
 
 /** The native coder, or undefined (the reason kept for `nativeLz4Failure`). */

@@ -46,8 +46,8 @@ describe('codecs with real PostgreSQL 15 (file store)', () => {
     const state = await a.psql(STATE_SQL);
     const last = await a.switchWalAndWaitArchived();
     expect(await a.psql('select failed_count from pg_stat_archiver')).toBe('0');
-    // The fallback was used, and said so in PostgreSQL's log.
-    expect(a.log()).toMatch(/WALTS_LZ4_JS.*npm rebuild lz4/);
+    // The JavaScript coder was used (the native one cannot load here), silently: nothing on stderr.
+    expect(a.log()).not.toMatch(/ERR_DLOPEN|NODE_MODULE_VERSION|self-register/);
     const objects = storedSegments();
     expect(objects).toContain(`${last}.lz4`);
     for (const o of objects) {
