@@ -5,7 +5,7 @@
  */
 import { ConfigError } from './errors';
 
-export type Compression = 'lz4' | 'none';
+export type Compression = 'lz4' | 'zstd' | 'none';
 export type ConditionalPut = 'auto' | 'on' | 'off';
 
 export interface StoreConfig {
@@ -221,7 +221,9 @@ export function loadConfig(sources: ConfigSources): Config {
   if (endpoint !== undefined && !/^https?:\/\/[^/\s]+/.test(endpoint)) problems.push(`WALTS_S3_ENDPOINT must be an http(s):// URL, got ${JSON.stringify(endpoint)}`);
 
   const compression = get('WALTS_COMPRESSION') ?? 'lz4';
-  if (compression !== 'lz4' && compression !== 'none') problems.push(`WALTS_COMPRESSION must be lz4 or none, got ${JSON.stringify(compression)}`);
+  // zstd is accepted whatever this Node.js has: writing with it on one without is refused by the
+  // codec (codec/zstd.ts, naming the version needed), while reading other objects goes on.
+  if (compression !== 'lz4' && compression !== 'zstd' && compression !== 'none') problems.push(`WALTS_COMPRESSION must be lz4, zstd or none, got ${JSON.stringify(compression)}`);
 
   const logLevel = get('WALTS_LOG_LEVEL') ?? 'info';
   if (!LOG_LEVELS.includes(logLevel)) problems.push(`WALTS_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(logLevel)}`);

@@ -7,7 +7,7 @@
  *   walts_v1/wal/history/<TLI>.history<codecs>               timeline history files
  *   walts_v1/receive/<slot>/<segment>.partial<codecs>         a receiver's segment in progress
  *
- * `<codecs>` is the suffix of the codecs applied in order (`.lz4`, `.lz4.pgp`, `.pgp`, or nothing),
+ * `<codecs>` is the suffix of the codecs applied in order (`.lz4` or `.zst`, then `.pgp`, or nothing),
  * so a WAL object's key is a pure function of the WAL file name and the codecs. The 16-hex folder
  * keeps listings short (256 segments of 16 MiB per folder) and groups a timeline's WAL.
  * docs/storage-format.md describes the same layout for humans; keep them in step.

@@ -48,8 +48,8 @@ export const checkCommand: CommandModule<object, Args> = {
       .example('walts check --nagios', 'from Nagios/Icinga (NRPE) or any monitoring that runs plugins')
       .example('walts check --json --no-pg', 'on a restore host without a server, for a script')
       .epilogue(
-        `Items: configuration; codec lz4, codec openpgp (the native lz4 module must load under this
-Node.js); postgres, wal_level, archive_mode, archive_command (runs walts wal-push %p, with this
+        `Items: configuration; codec lz4 (warns when the native lz4 module does not load under this
+Node.js: the slower JavaScript coder stands in), codec zstd, codec openpgp; postgres, wal_level, archive_mode, archive_command (runs walts wal-push %p, with this
 store where the command line tells), archive_timeout, archiver (pg_stat_archiver is not failing);
 store (reachable, credentials accepted), archive (walts init done), cluster (the archive belongs to
 this server's system identifier); public key (encrypts), private key (decrypts what the public key

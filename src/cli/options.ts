@@ -16,7 +16,7 @@ export const GLOBAL_OPTIONS: Record<string, Options> = {
   's3-storage-class': { type: 'string', describe: 'e.g. STANDARD_IA [WALTS_S3_STORAGE_CLASS]', group: 'Store and keys:' },
   's3-client': { type: 'string', describe: 'auto | sdk: sdk sends every request through the AWS SDK [WALTS_S3_CLIENT]', group: 'Store and keys:' },
   's3-conditional-put': { type: 'string', describe: 'auto | on | off: use If-None-Match on uploads [WALTS_S3_CONDITIONAL_PUT]', group: 'Store and keys:' },
-  compression: { type: 'string', describe: 'lz4 (default) | none [WALTS_COMPRESSION]', group: 'Store and keys:' },
+  compression: { type: 'string', describe: 'lz4 (default) | zstd (Node.js 22.15+) | none [WALTS_COMPRESSION]', group: 'Store and keys:' },
   'pgp-public-key': { type: 'string', describe: 'OpenPGP public key file; set = encrypt [WALTS_PGP_PUBLIC_KEY]', group: 'Store and keys:' },
   'pgp-private-key': { type: 'string', describe: 'OpenPGP private key file, for reading [WALTS_PGP_PRIVATE_KEY]', group: 'Store and keys:' },
   'pgp-passphrase-file': { type: 'string', describe: 'file holding the private key passphrase [WALTS_PGP_PASSPHRASE_FILE]', group: 'Store and keys:' },

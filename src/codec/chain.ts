@@ -45,7 +45,7 @@ export class CodecSet {
 }
 
 /** Suffixes walts may put on a key, in every order it may write them. */
-export const CODEC_SUFFIXES = ['lz4', 'pgp'] as const;
+export const CODEC_SUFFIXES = ['lz4', 'zst', 'pgp'] as const;
 
 /**
  * Splits `name.lz4.pgp` into `name` and `['lz4', 'pgp']`. Only trailing known suffixes count, so
@@ -58,6 +58,8 @@ export function splitCodecSuffix(keyBase: string): { base: string; codecs: strin
     const dot = base.lastIndexOf('.');
     const ext = dot < 0 ? '' : base.slice(dot + 1);
     if (!(CODEC_SUFFIXES as readonly string[]).includes(ext) || codecs.includes(ext)) break;
+    // One compression per object: `x.zst.lz4` is not a key walts writes, so `.zst` stays in its base.
+    if (ext !== 'pgp' && codecs.some((c) => c !== 'pgp')) break;
     codecs.unshift(ext);
     base = base.slice(0, dot);
   }

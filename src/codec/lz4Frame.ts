@@ -1,6 +1,7 @@
 /**
  * LZ4 frame decoder (the format `lz4 -d` reads, https://github.com/lz4/lz4/blob/dev/doc/lz4_Frame_format.md),
- * our own parser around the `lz4` package's native block decoder and xxHash32.
+ * our own parser around a block decoder (lz4Blocks.ts: the `lz4` package's native one when it
+ * loads, else our JavaScript one) and our xxHash32.
  *
  * Why not the package's decoder stream: it joins every input chunk to what it holds (Buffer.concat:
  * a block arriving in 64 KiB chunks is copied again with each chunk) and decodes each block into a
@@ -21,7 +22,7 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import { giveBack, Lending, takeBlock } from './blockPool';
 
-/** The parts of the `lz4` package used here: its native block decoder and xxHash32. */
+/** The block decoder and xxHash32 used here (lz4Blocks.ts provides them, native or JavaScript). */
 export interface Lz4Native {
   decodeBlock(input: Buffer, output: Buffer): number;
   utils: {

@@ -1,9 +1,10 @@
 /**
  * LZ4 frame encoder (the format `lz4 -d` reads, https://github.com/lz4/lz4/blob/dev/doc/lz4_Frame_format.md),
- * the counterpart of the decoder in lz4Frame.ts: our own framing around the `lz4` package's native
- * block compressor (`LZ4_compress_default`), with the content checksum by our xxHash32 (xxhash32.ts,
- * faster here than the package's streaming one). It writes, byte for byte, what the package's
- * encoder stream writes with `{ blockMaxSize: 4 MiB, streamChecksum: true, blockChecksum: false }`:
+ * the counterpart of the decoder in lz4Frame.ts: our own framing around a block compressor
+ * (lz4Blocks.ts: the `lz4` package's native `LZ4_compress_default` when it loads, else our
+ * JavaScript one, same format, other bytes), with the content checksum by our xxHash32 (xxhash32.ts,
+ * faster here than the package's streaming one). With the native blocks it writes, byte for byte,
+ * what the package's encoder stream writes with `{ blockMaxSize: 4 MiB, streamChecksum: true, blockChecksum: false }`:
  * independent 4 MiB blocks, a content checksum, no block checksums, no content size.
  *
  * Why not the package's encoder stream: it joins its input with Buffer.concat, compresses each block

@@ -79,8 +79,10 @@ export class S3Storage implements Storage {
     this.description = config.s3.endpoint ? `${this.location} at ${config.s3.endpoint}` : this.location;
     this.conditionalCreate = config.s3.conditionalPut === 'on' ? 'enforced' : 'unverified';
 
-    // The SDK warns about Node 20 once per process on stderr, which is PostgreSQL's log for wal-push.
-    process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] ??= 'true';
+    // The SDK warns about Node.js 20 once per process on stderr, which is PostgreSQL's log for
+    // wal-push (bin/walts.js says the same for the CLI; this covers library use). Node.js 22 and
+    // later draw no warning, so nothing is silenced there.
+    if (Number(process.versions.node.split('.')[0]) < 22) process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] ??= 'true';
     const sdkLogger = {
       // The SDK's info/debug output is per-request noise; its warnings (e.g. a failed streaming
       // request it cannot retry) go to our log instead of the console default.

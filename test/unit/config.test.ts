@@ -25,6 +25,11 @@ describe('configuration', () => {
     expect(c.fetchErrorExitCode).toBe(255);
   });
 
+  it('accepts WALTS_COMPRESSION lz4, zstd and none (zstd whatever this Node.js has: the codec refuses to write it) and nothing else', () => {
+    for (const v of ['lz4', 'zstd', 'none']) expect(loadConfig({ env: { WALTS_STORE: 'file:///srv/a', WALTS_COMPRESSION: v }, readFile: noFile }).compression).toBe(v);
+    expect(() => loadConfig({ env: { WALTS_STORE: 'file:///srv/a', WALTS_COMPRESSION: 'zst' }, readFile: noFile })).toThrow(/WALTS_COMPRESSION must be lz4, zstd or none, got "zst"/);
+  });
+
   it('accepts WALE_S3_PREFIX as an alias and lets flags win over the environment', () => {
     expect(loadConfig({ env: { WALE_S3_PREFIX: 's3://bk1/x' }, readFile: noFile }).store.bucket).toBe('bk1');
     expect(loadConfig({ env: { WALTS_STORE: 's3://bk1/x' }, flags: { store: 'file:///srv/arch' }, readFile: noFile }).store).toMatchObject({ kind: 'file', directory: '/srv/arch' });

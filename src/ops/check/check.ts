@@ -34,9 +34,11 @@ export interface CheckArgs {
 
 export async function check(args: CheckArgs): Promise<CheckItem[]> {
   const items: CheckItem[] = [args.configItem];
-  const codecs = await checkCodecs();
+  const codecs = await checkCodecs(args.config?.compression);
   items.push(...codecs);
-  const lz4Ok = codecs.find((c) => c.name === 'codec lz4')?.status === 'ok';
+  // The probe is encoded with the configured compression when it works here, else without.
+  const failing = new Set(codecs.filter((c) => c.status === 'fail').map((c) => c.name));
+  const compressionOk = !failing.has(`codec ${args.config?.compression === 'zstd' ? 'zstd' : 'lz4'}`);
 
   const { config, deps } = args;
   const pg = await checkPostgres(args.pg, args.connect, { store: config?.store.url, readFile: args.readFile });
@@ -55,7 +57,7 @@ export async function check(args: CheckArgs): Promise<CheckItem[]> {
     const privateKey = await loadPrivateKey(config);
     let probe;
     try {
-      probe = await encodeProbe(config, lz4Ok, publicKey.usable, privateKey.usable);
+      probe = await encodeProbe(config, compressionOk, publicKey.usable, privateKey.usable);
     } catch (err) {
       items.push(fail('probe', `could not encode the probe object: ${message(err)}`, 'see the message'));
       return items;

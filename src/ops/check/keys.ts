@@ -58,10 +58,10 @@ export async function checkPublicKey(config: Config, record: ArchiveRecord | und
   return { usable: true, item: ok('public key', `encrypts to ${named}`) };
 }
 
-/** Encodes a small random probe with the chain that works here: lz4 when it loads, OpenPGP when the public key is usable. */
-export async function encodeProbe(config: Config, useLz4: boolean, encrypt: boolean, privateKeyUsable: boolean): Promise<EncodedProbe> {
+/** Encodes a small random probe with the chain that works here: the configured compression when it works, OpenPGP when the public key is usable. */
+export async function encodeProbe(config: Config, compress: boolean, encrypt: boolean, privateKeyUsable: boolean): Promise<EncodedProbe> {
   const codecs = makeCodecs({
-    compression: useLz4 ? config.compression : 'none',
+    compression: compress ? config.compression : 'none',
     pgp: { ...(encrypt ? { publicKeyPath: config.pgp.publicKeyPath } : {}), ...(privateKeyUsable ? { privateKeyPath: config.pgp.privateKeyPath, passphrase: config.pgp.passphrase } : {}) },
   });
   const payload = Buffer.concat([Buffer.from('walts check probe: safe to delete\n'), randomBytes(256)]);

@@ -32,6 +32,11 @@ describe('key layout', () => {
     expect(splitCodecSuffix('00000002.history.lz4.pgp')).toEqual({ base: '00000002.history', codecs: ['lz4', 'pgp'] });
     expect(splitCodecSuffix('x.lz4.lz4')).toEqual({ base: 'x.lz4', codecs: ['lz4'] });
     expect(splitCodecSuffix('plain')).toEqual({ base: 'plain', codecs: [] });
+    expect(splitCodecSuffix('000000010000000000000003.zst')).toEqual({ base: '000000010000000000000003', codecs: ['zst'] });
+    expect(splitCodecSuffix('part_00001.tar.zst.pgp')).toEqual({ base: 'part_00001.tar', codecs: ['zst', 'pgp'] });
+    // One compression per object: a second compression suffix belongs to the base.
+    expect(splitCodecSuffix('x.zst.lz4')).toEqual({ base: 'x.zst', codecs: ['lz4'] });
+    expect(splitCodecSuffix('x.lz4.zst.pgp')).toEqual({ base: 'x.lz4', codecs: ['zst', 'pgp'] });
   });
 });
 
