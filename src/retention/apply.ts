@@ -37,7 +37,7 @@ export async function readRetentionInput(storage: Storage, options: { nowMs: num
     }
     const r = parseReceivedPartialKey(o.key);
     if (r) {
-      received.push({ key: o.key, slot: r.slot, segment: r.segment });
+      received.push({ key: o.key, slot: r.slot, segment: r.segment, codecs: r.codecs, storedSize: o.size, lastModifiedMs: o.lastModified?.getTime() });
       continue;
     }
     const w = parseWalKey(o.key);

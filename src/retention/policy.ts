@@ -53,6 +53,9 @@ export interface ReceivedObject {
   readonly key: string;
   readonly slot: string;
   readonly segment: string;
+  readonly codecs?: readonly string[];
+  readonly storedSize?: number;
+  readonly lastModifiedMs?: number;
 }
 
 export interface RetentionInput {
