@@ -8,7 +8,9 @@
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { readClusterRecord } from '../../../src/archive/cluster';
 import { NotFoundError } from '../../../src/errors';
+import { verifyStreamed } from '../../../src/ops/verifyStreamed';
 import type { SpoolIdentity } from '../../../src/ops/fetchSpool';
 import { walFetch } from '../../../src/ops/walFetch';
 import { walPrefetch } from '../../../src/ops/walPrefetch';
@@ -134,5 +136,27 @@ describe('the prefetcher and received partials', () => {
     stop.abort();
     await running;
     expect(readdirSync(dir).filter((f) => f.startsWith('0000'))).toEqual([]);
+  });
+});
+
+describe('verify: how far streamed WAL reaches', () => {
+  it('the newest partial per slot with bytes and end LSN; a torn one and (deep) a mismatching one are problems', async () => {
+    const { store, seg2 } = await setup();
+    const deps = testDeps(store);
+    await writeReceivedPartial(deps, 'a', name(1), fakeSegment(name(1), { segSize: SEG_SIZE }).subarray(0, 1000)); // older: not reported
+    await writeReceivedPartial(deps, 'a', name(2), seg2.subarray(0, 300_000));
+    await writeReceivedPartial(deps, 'b', name(2), seg2.subarray(0, 200_000), { tornAt: 50 });
+    await writeReceivedPartial(deps, 'c', name(2), seg2.subarray(0, 100_000), { recordSha256: 'cd'.repeat(32) });
+    const cluster = await readClusterRecord(store);
+    const opts = { deep: false, segmentSize: SEG_SIZE, cluster, nowMs: Date.now(), archived: new Set([name(1)]) };
+    const shallow = await verifyStreamed(deps, opts);
+    expect(shallow.map((s) => [s.slot, s.segment, s.bytes, s.end_lsn, s.complete_archived, s.problem === undefined])).toEqual([
+      ['a', name(2), 300_000, `0/${(2 * SEG_SIZE + 300_000).toString(16).toUpperCase()}`, false, true],
+      ['b', name(2), undefined, undefined, false, false],
+      ['c', name(2), 100_000, `0/${(2 * SEG_SIZE + 100_000).toString(16).toUpperCase()}`, false, true],
+    ]);
+    const deep = await verifyStreamed(deps, { ...opts, deep: true });
+    expect(deep.map((s) => s.problem === undefined)).toEqual([true, false, false]);
+    expect(deep[2]!.problem).toMatch(/does not match the recorded SHA-256/);
   });
 });
