@@ -50,9 +50,9 @@ export interface ServedPartial {
  */
 export async function serveReceivedPartial(deps: Deps, name: WalFileName, dest: string, signal?: AbortSignal): Promise<ServedPartial | 'vanished' | undefined> {
   if (name.kind !== 'segment') return undefined;
-  const all = await listReceivedPartials(deps.storage, signal);
-  if (!all.some((p) => p.segment === name.name)) return undefined;
-  const { usable, unusable } = rankCandidates(await headPartials(deps.storage, all, signal), name.name);
+  const mine = (await listReceivedPartials(deps.storage, signal)).filter((p) => p.segment === name.name);
+  if (mine.length === 0) return undefined;
+  const { usable, unusable } = rankCandidates(await headPartials(deps.storage, mine, signal), name.name);
   for (const u of unusable) deps.log.warn({ wal: name.name, key: u.key }, 'skipped a received partial that walts cannot vouch for (torn or rewritten while read, or without its record)');
   const cluster = await readClusterRecord(deps.storage, signal);
   let vanished = false;
