@@ -8,6 +8,8 @@
  * - backup-push with archive_mode off is refused while no receiver feeds the store (the message names
  *   both ways), and accepted with the slot active and its receive/ folder in the store; its wait for
  *   the stop segment proves that pg_backup_stop switches segments with archive_mode off;
+ * - a standby in standby mode fed by the archive alone replays the received partial and follows it as
+ *   it grows (restore_command re-run for the same segment);
  * - a restore (backup-fetch + wal-fetch as restore_command, prefetch on) of a primary killed right
  *   after a commit has that commit, which exists only in the received partial, and the prefetcher
  *   served no partial; the same restore with WALTS_FETCH_PARTIAL=off and with the partial removed
@@ -154,7 +156,7 @@ describe.each<StoreKind>(['file', 's3'])('streamed WAL with real PostgreSQL (%s 
     backup = list[0]!.name;
   }, 300_000);
 
-  it('a restore has the commit that exists only in the received partial; without the partial it is lost', async () => {
+  it('a standby in standby mode follows the received partial as it grows; a restore has the commit that exists only in it; without it the commit is lost', async () => {
     await a.psql('insert into marks values (1)');
     await a.psql('select pg_switch_wal()');
     await receiverCaughtUp();
@@ -164,6 +166,28 @@ describe.each<StoreKind>(['file', 's3'])('streamed WAL with real PostgreSQL (%s 
     await syncReceiver(); // mark 2 only in receive/<slot>/<segment>.partial
     const partialSegment = partialKey!.split('/').pop()!.slice(0, 24);
     expect(pushed.has(partialSegment)).toBe(false);
+    const marks = "select string_agg(id::text, ',' order by id) from marks";
+
+    // A standby (standby mode) fed by the archive alone replays the partial, runs restore_command for
+    // the same segment again, and so follows the receiver's partial as it grows.
+    const standby = await reg.emptyCluster({ name: 'standby', env: store.env });
+    const fetched = await runWalts(['backup-fetch', standby.dataDir, backup], store.env, { timeoutMs: 180_000 });
+    expect(fetched.code).toBe(0);
+    await standby.prepareRestoredDataDir({ keepSourceSettings: true });
+    await standby.setRecovery({ archive_mode: 'off', wal_retrieve_retry_interval: '500ms' }, { standby: true });
+    await standby.start();
+    const until = async (want: string) => {
+      for (let i = 0; i < 1200 && (await standby.psql(marks).catch(() => '')) !== want; i++) await sleep(100);
+      expect(await standby.psql(marks)).toBe(want);
+    };
+    await until('1,2');
+    await a.psql('insert into marks values (3)');
+    await receiverCaughtUp();
+    await syncReceiver(); // the partial grows
+    expect(partialKey).toContain(partialSegment);
+    await until('1,2,3');
+    expect(standby.log().split('\n').filter((l) => l.includes('"source":"received"') && l.includes(`"wal":"${partialSegment}"`)).length).toBeGreaterThanOrEqual(2);
+    await standby.destroy();
     await a.stop('immediate'); // the primary dies: nothing more reaches the archive
     receiver?.kill('SIGTERM');
 
@@ -172,9 +196,8 @@ describe.each<StoreKind>(['file', 's3'])('streamed WAL with real PostgreSQL (%s 
     expect(report.streamed).toEqual([expect.objectContaining({ slot: SLOT, segment: partialSegment })]);
     expect(report.streamed[0]!.problem).toBeUndefined();
 
-    const marks = "select string_agg(id::text, ',' order by id) from marks";
     const withPartial = await restoreAndQuery('with', marks);
-    expect(withPartial.value).toBe('1,2');
+    expect(withPartial.value).toBe('1,2,3');
     expect(withPartial.log).toContain(`"wal":"${partialSegment}"`);
     expect(withPartial.log).toMatch(new RegExp(`"source":"received"[^\\n]*|served the WAL received so far through slot ${SLOT}`));
     // The prefetcher never spooled or served the partial segment (the fast sh path logs what it served).
