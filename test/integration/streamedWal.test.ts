@@ -7,7 +7,8 @@
  *
  * - backup-push with archive_mode off is refused while no receiver feeds the store (the message names
  *   both ways), and accepted with the slot active and its receive/ folder in the store; its wait for
- *   the stop segment proves that pg_backup_stop switches segments with archive_mode off;
+ *   the stop segment proves that pg_backup_stop switches segments with archive_mode off; the same for
+ *   backup-push --remote (a physical slot of this server with a receive/ folder);
  * - a standby in standby mode fed by the archive alone replays the received partial and follows it as
  *   it grows (restore_command re-run for the same segment);
  * - a restore (backup-fetch + wal-fetch as restore_command, prefetch on) of a primary killed right
@@ -154,6 +155,28 @@ describe.each<StoreKind>(['file', 's3'])('streamed WAL with real PostgreSQL (%s 
     const list = JSON.parse((await runWalts(['backup-list', '--json'], store.env)).stdout) as { name: string }[];
     expect(list).toHaveLength(1);
     backup = list[0]!.name;
+  }, 300_000);
+
+  it('backup-push --remote with archive_mode off: accepted for a slot of this server with a receive/ folder', async () => {
+    // Some WAL in the new segment, so that the receiver holds part of it (receive/<slot>/ exists).
+    await a.psql('checkpoint');
+    await receiverCaughtUp();
+    await syncReceiver();
+    expect(partialKey).toBeDefined();
+    let syncing = true;
+    const loop = (async () => {
+      while (syncing) {
+        await syncReceiver();
+        await sleep(200);
+      }
+    })();
+    const r = await runWalts(['backup-push', '--remote', '--fast', '--archive-timeout', '120'], { ...store.env, ...a.pgEnv() }, { timeoutMs: 240_000 });
+    syncing = false;
+    await loop;
+    expect(r.stderr).toContain(`through the receiver on replication slot ${SLOT}`);
+    expect(r.code).toBe(0);
+    const list = JSON.parse((await runWalts(['backup-list', '--json'], store.env)).stdout) as { name: string }[];
+    expect(list).toHaveLength(2);
   }, 300_000);
 
   it('a standby in standby mode follows the received partial as it grows; a restore has the commit that exists only in it; without it the commit is lost', async () => {
