@@ -62,6 +62,11 @@ export interface Config {
   readonly prefetch: number;
   /** Transfers in flight at once within one command (look-ahead, prefetch, backup volumes). */
   readonly concurrency: number;
+  /**
+   * wal-fetch: serve a receiver's partial segment when the complete one is not archived (default
+   * on; docs/streaming.md "Restoring with streamed WAL" says why, and when to turn it off).
+   */
+  readonly fetchPartial: boolean;
   /** The file the configuration came from, if any (backup-fetch names it in restore_command). */
   readonly configFile?: string;
 }
@@ -93,6 +98,7 @@ export const SETTINGS = {
   WALTS_PUSH_LOOKAHEAD: 'push-lookahead',
   WALTS_PREFETCH: 'prefetch',
   WALTS_CONCURRENCY: 'concurrency',
+  WALTS_FETCH_PARTIAL: 'fetch-partial',
 } as const satisfies Record<string, string | undefined>;
 
 export type SettingName = keyof typeof SETTINGS;
@@ -274,6 +280,8 @@ export function loadConfig(sources: ConfigSources): Config {
   const pushLookahead = count('WALTS_PUSH_LOOKAHEAD', 16, 0, 256);
   const prefetch = count('WALTS_PREFETCH', 16, 0, 256);
   const concurrency = count('WALTS_CONCURRENCY', 4, 1, 64);
+  const fetchPartialRaw = get('WALTS_FETCH_PARTIAL');
+  const fetchPartial = fetchPartialRaw === undefined ? true : bool('WALTS_FETCH_PARTIAL', fetchPartialRaw, problems);
 
   const connectTimeoutMs = seconds('WALTS_CONNECT_TIMEOUT', 10);
   const ioTimeoutMs = seconds('WALTS_IO_TIMEOUT', 60);
@@ -306,6 +314,7 @@ export function loadConfig(sources: ConfigSources): Config {
     pushLookahead,
     prefetch,
     concurrency,
+    fetchPartial,
     configFile,
   };
 }

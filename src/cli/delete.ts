@@ -155,6 +155,6 @@ function textReport(r: DeleteResult, rule: RetentionRule, confirm: boolean): str
   if (r.plan.wal.length === 0) lines.push('  (none)');
   else lines.push(table(r.plan.wal.map((w) => ['  ' + w.action, `timeline ${w.timeline}`, w.first === w.last ? w.first : `${w.first} .. ${w.last}`, `${w.count} files, ${formatBytes(w.bytes)}`, w.reason])).trimEnd());
   const nb = r.plan.backups.filter((b) => b.action === 'delete').length;
-  lines.push('', `${confirm ? 'deleted' : 'would delete'}: ${nb} backup(s), ${r.plan.walKeys.length} WAL file(s)${r.plan.otherKeys.length ? `, ${r.plan.otherKeys.length} other object(s)` : ''}`, '');
+  lines.push('', `${confirm ? 'deleted' : 'would delete'}: ${nb} backup(s), ${r.plan.walKeys.length} WAL file(s)${r.plan.receivedKeys.length ? `, ${r.plan.receivedKeys.length} received partial segment(s)` : ''}${r.plan.otherKeys.length ? `, ${r.plan.otherKeys.length} other object(s)` : ''}`, '');
   return lines.join('\n');
 }

@@ -30,6 +30,7 @@ export const GLOBAL_OPTIONS: Record<string, Options> = {
   'push-lookahead': { type: 'number', describe: 'wal-push: other .ready files one call also uploads (default 16, 0 = off) [WALTS_PUSH_LOOKAHEAD]', group: 'Behaviour:' },
   prefetch: { type: 'number', describe: 'wal-fetch: following segments downloaded ahead (default 16, 0 = off) [WALTS_PREFETCH]', group: 'Behaviour:' },
   concurrency: { type: 'number', describe: 'transfers in flight at once (default 4) [WALTS_CONCURRENCY]', group: 'Behaviour:' },
+  'fetch-partial': { type: 'string', describe: "wal-fetch: serve a receiver's partial segment when the complete one is not archived (on|off, default on) [WALTS_FETCH_PARTIAL]", group: 'Behaviour:' },
 };
 
 export const ENVIRONMENT_HELP = [

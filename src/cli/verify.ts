@@ -46,7 +46,7 @@ Exit status:
       const n = report.problems.length + report.backups.reduce((k, b) => k + b.problems.length, 0);
       if (n > 0) throw new IntegrityError(`verify found ${n} problem(s)`);
       if (report.backups.length === 0) throw new NotFoundError(`no complete backup in ${deps.storage.description}: nothing to restore from (run walts backup-push)`);
-      return { backups: report.backups.length, wal_objects: report.wal_objects, deep: report.deep, orphans: report.orphans.length };
+      return { backups: report.backups.length, wal_objects: report.wal_objects, deep: report.deep, orphans: report.orphans.length, streamed: report.streamed.map((s) => ({ slot: s.slot, segment: s.segment, bytes: s.bytes, end_lsn: s.end_lsn, age_s: s.age_s, ok: s.problem === undefined })) };
     }),
 };
 
@@ -57,6 +57,10 @@ function textReport(r: VerifyReport): string {
   for (const b of r.backups) for (const p of b.problems) lines.push(`problem: ${b.name}: ${p}`);
   for (const p of r.problems) lines.push(`problem: ${p}`);
   for (const o of r.orphans) lines.push(`orphan: ${o}`);
+  for (const s of r.streamed) {
+    const at = s.end_lsn !== undefined ? `up to ${s.end_lsn} (${s.segment}, ${s.bytes} bytes received)` : s.segment;
+    lines.push(`streamed: slot ${s.slot}: ${at}${s.age_s !== undefined ? `, written ${s.age_s} s ago` : ''}${s.complete_archived ? ', complete segment archived too' : ''}${s.problem ? ': DOES NOT VERIFY' : ''}`);
+  }
   const failed = r.backups.length === 0 ? 'FAILED: nothing restorable' : 'FAILED: see the problems above';
   lines.push(r.ok ? `ok: ${r.backups.length} backup(s) restorable to the newest archived WAL${r.deep ? ', every digest checked' : ''}` : failed, '');
   return lines.join('\n');

@@ -55,7 +55,7 @@ Nothing is ever left at <dest> unless the exit status is 0.`,
       const spool = config.prefetch > 0 ? { dir: () => dir, identity, beforeStore } : undefined;
       let r: WalFetchResult;
       try {
-        r = await walFetch(deps, { name: argv.name, dest: argv.dest, cwd, signal, spool });
+        r = await walFetch(deps, { name: argv.name, dest: argv.dest, cwd, signal, spool, receivedPartials: config.fetchPartial });
       } catch (err) {
         if (segment && err instanceof NotFoundError) {
           if (early?.pid !== undefined) await stopQuietly(dir, early.pid);
@@ -63,8 +63,10 @@ Nothing is ever left at <dest> unless the exit status is 0.`,
         }
         throw err;
       }
-      const after = segment ? (early ?? (await prefetch(config, argv, log, { dir, after: r.name, segmentSize: r.plainBytes, dest, fromSpool: r.source === 'spool' }))) : undefined;
-      return { wal: r.name, key: r.key, source: r.source, bytes_in: r.storedBytes, bytes_out: r.plainBytes, digest_verified: r.digestVerified, prefetch: after?.outcome };
+      // Nothing follows a received partial in the archive: no prefetcher after one.
+      const after = segment && r.source !== 'received' ? (early ?? (await prefetch(config, argv, log, { dir, after: r.name, segmentSize: r.plainBytes, dest, fromSpool: r.source === 'spool' }))) : undefined;
+      const received = r.partial ? { received_bytes: r.partial.receivedBytes, end_lsn: r.partial.endLsn, slot: r.partial.slot } : {};
+      return { wal: r.name, key: r.key, source: r.source, ...received, bytes_in: r.storedBytes, bytes_out: r.plainBytes, digest_verified: r.digestVerified, prefetch: after?.outcome };
     }, {
       retryWindow: 'command',
       preflight: () => {

@@ -42,6 +42,7 @@ export const walPrefetchCommand: CommandModule<object, { after: string; dest: st
           holdFor: argv['hold-for'],
           lingerMs: argv.linger === undefined ? LINGER_MS : argv.linger * 1000,
           turnWaitMs: Math.min(TURN_WAIT_MS, config.store.ioTimeoutMs / 4),
+          receivedPartials: config.fetchPartial,
         });
         return { after: argv.after, spool: dir, fetched: r.fetched.length, already_there: r.alreadyThere, end: r.end, error: r.error, skipped: r.skipped, answered: r.answered };
       },

@@ -33,6 +33,8 @@ export interface WaitForWalArgs {
   readonly archiveTimeoutMs: number;
   readonly signal?: AbortSignal;
   readonly sleep?: (ms: number) => Promise<void>;
+  /** The question the timeout error asks about what feeds the store (default: archive_command). */
+  readonly feeder?: string;
 }
 
 /**
@@ -65,7 +67,7 @@ export async function waitForWal(
     if (Date.now() >= deadline) {
       const status = await archiverStatus?.().catch(() => undefined);
       const detail = status ? ` (pg_stat_archiver: ${status})` : '';
-      throw new UnavailableError(`WAL file ${walName}, needed by this backup, did not reach the store within ${Math.round(args.archiveTimeoutMs / 1000)} s; is archive_command = 'walts wal-push %p' working?${detail}`, { transient: false });
+      throw new UnavailableError(`WAL file ${walName}, needed by this backup, did not reach the store within ${Math.round(args.archiveTimeoutMs / 1000)} s; ${args.feeder ?? "is archive_command = 'walts wal-push %p' working?"}${detail}`, { transient: false });
     }
     args.signal?.throwIfAborted();
     // The stop has just switched segments: the archiver is usually seconds away, so look again

@@ -17,6 +17,7 @@
  */
 import { checkWriteEncryption, openArchive } from '../archive/archive';
 import { backupKeys, backupName } from '../archive/layout';
+import { receivingSlots } from '../archive/receivedPartials';
 import type { BackupSentinel, StoredPart, TablespaceInfo } from '../backup/sentinel';
 import { SENTINEL_FORMAT } from '../backup/sentinel';
 import { serverEntries, type ServerLabelFiles } from '../backup/serverEntries';
@@ -30,6 +31,7 @@ import type { BackupPosition } from '../postgres/replication/baseBackup';
 import { showBytes } from '../postgres/replication/commands';
 import { type BaseBackupStream, serverArchives, type ServerArchive } from '../postgres/replication/baseBackupStream';
 import { ReplicationConnection } from '../postgres/replication/connection';
+import type { Storage } from '../storage/storage';
 import { formatLsn, isValidSegmentSize } from '../postgres/walName';
 import { archivingProblem, MAX_VOLUMES_IN_FLIGHT } from './backupPush';
 import { storeSentinel, uploadManifest, waitForWal } from './backupCommit';
@@ -80,7 +82,11 @@ export async function backupPushRemote(deps: Deps, args: BackupPushRemoteArgs): 
     if (facts.pgVersionNum < 150000) throw new UsageError(`backup-push --remote needs PostgreSQL 15 or later (BASE_BACKUP with options in parentheses); the server is ${facts.pgVersion}`);
     const mode = (await conn.show('archive_mode')) ?? null;
     const problem = archivingProblem(mode, await conn.show('archive_command'), await conn.show('archive_library'));
-    if (problem) throw new UsageError(problem);
+    const receiver = problem ? await receiverSlot(conn, storage, args.signal) : undefined;
+    if (problem && receiver === undefined) {
+      throw new UsageError(`${problem}; or run \`walts wal-receive --slot NAME\` into this store (no physical slot of this server has a receive/<slot>/ folder in ${storage.description})`);
+    }
+    if (receiver !== undefined) log.info({ slot: receiver }, `archive_mode is off: the WAL of this backup reaches the store through the receiver on replication slot ${receiver} (a slot of this server, and receive/${receiver}/ is in the store)`);
 
     const label = `walts backup ${deps.now().toISOString()}`;
     log.info({ fast: args.fast, remote: true }, args.fast ? 'starting backup: immediate checkpoint' : 'starting backup: waiting for a spread checkpoint (up to checkpoint_timeout × checkpoint_completion_target; --fast for an immediate one)');
@@ -146,7 +152,12 @@ export async function backupPushRemote(deps: Deps, args: BackupPushRemoteArgs): 
     // The last segment is archived while the last volume and the manifest are uploaded.
     const walStop = new AbortController();
     const walSignal = args.signal ? AbortSignal.any([args.signal, walStop.signal]) : walStop.signal;
-    const walArchived = waitForWal(deps, undefined, parsed.startWalFile, stopWalFile, facts.walSegmentSize, { archiveTimeoutMs: args.archiveTimeoutMs, signal: walSignal, ...(args.sleep ? { sleep: args.sleep } : {}) });
+    const walArchived = waitForWal(deps, undefined, parsed.startWalFile, stopWalFile, facts.walSegmentSize, {
+      archiveTimeoutMs: args.archiveTimeoutMs,
+      signal: walSignal,
+      ...(args.sleep ? { sleep: args.sleep } : {}),
+      ...(receiver !== undefined ? { feeder: `is \`walts wal-receive --slot ${receiver}\` running and archiving?` } : {}),
+    });
     walArchived.catch(() => undefined); // awaited below
     let volumes: StoredPart[];
     let manifest: StoredPart;
@@ -214,4 +225,17 @@ async function serverFacts(conn: ReplicationConnection): Promise<ServerFacts> {
   const pgVersionNum = Number(await conn.show('server_version_num'));
   if (!Number.isSafeInteger(pgVersionNum) || pgVersionNum <= 0) throw new ProtocolError('the server reports no server_version_num');
   return { walSegmentSize, pgVersion, pgVersionNum, dataChecksums: (await conn.show('data_checksums')) === 'on', dataDirectory: await conn.show('data_directory') };
+}
+
+/**
+ * With archiving off, the receiver that feeds this store: a slot with a `receive/<slot>/` folder in
+ * the store that READ_REPLICATION_SLOT shows as a physical slot of this server. Over the replication
+ * protocol walts cannot see whether the slot is active (pg_replication_slots needs SQL), so a stopped
+ * receiver shows as the wait for the backup's WAL timing out, with a message that names it.
+ */
+async function receiverSlot(conn: ReplicationConnection, storage: Storage, signal?: AbortSignal): Promise<string | undefined> {
+  for (const slot of [...(await receivingSlots(storage, signal))].sort()) {
+    if ((await conn.readReplicationSlot(slot))?.type === 'physical') return slot;
+  }
+  return undefined;
 }

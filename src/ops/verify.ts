@@ -23,6 +23,7 @@ import { readRetentionInput } from '../retention/apply';
 import type { RetentionInput } from '../retention/policy';
 import { findBranches, type Branch } from '../retention/forks';
 import { checkChain, parseHistory, type HistoryEntry } from '../retention/walChain';
+import { verifyStreamed, type StreamedReport } from './verifyStreamed';
 
 export interface VerifyArgs {
   readonly deep: boolean;
@@ -52,6 +53,8 @@ export interface VerifyReport {
   readonly forks: ForkReport[];
   readonly wal_objects: number;
   readonly deep: boolean;
+  /** The newest received partial per receiver slot: how far streamed WAL reaches. */
+  readonly streamed: StreamedReport[];
 }
 
 export interface ForkReport {
@@ -140,6 +143,10 @@ export async function verify(deps: Deps, args: VerifyArgs): Promise<VerifyReport
     });
   }
 
+  const archived = new Set(input.wal.filter((w) => w.name.kind === 'segment').map((w) => w.name.name));
+  const streamed = await verifyStreamed(deps, { deep: args.deep, segmentSize: archive.cluster?.wal_segment_size ?? segmentSize, cluster: archive.cluster, nowMs: input.nowMs, archived, signal: args.signal });
+  for (const s of streamed) if (s.problem !== undefined) problems.push(`received partial ${s.key} does not verify: ${s.problem}`);
+
   const branches = findBranches({ segments, histories, segmentSize, segmentTimes, historyTimes });
   const forks = branches.filter((b) => b.continued.length > 0).map(forkReport);
   for (const f of forks) problems.push(forkProblem(f));
@@ -160,7 +167,7 @@ export async function verify(deps: Deps, args: VerifyArgs): Promise<VerifyReport
 
   // An archive with nothing to restore from is not "ok": a new, empty or emptied archive fails.
   const ok = backups.length > 0 && problems.length === 0 && backups.every((b) => b.problems.length === 0);
-  return { ok, backups, problems, orphans, forks, wal_objects: input.wal.length, deep: args.deep };
+  return { ok, backups, problems, orphans, forks, wal_objects: input.wal.length, deep: args.deep, streamed };
 }
 
 /** Records the newest store time per key (a segment stored under two codecs counts by its later copy). */

@@ -33,6 +33,7 @@ import type { StoredObject } from '../storage/storage';
 import { retrying } from '../util/retryBudget';
 import type { Ticket } from './decodeTurns';
 import { checkSpoolFile, noteServed, removeSpoolFile, type SpoolIdentity } from './fetchSpool';
+import { serveReceivedPartial, type ServedPartial } from './walFetchPartial';
 import { removeStaleTempFiles, tempName } from './walFetchTemp';
 
 export interface WalFetchArgs {
@@ -42,6 +43,11 @@ export interface WalFetchArgs {
   readonly dest: string;
   readonly cwd: string;
   readonly signal?: AbortSignal;
+  /**
+   * WALTS_FETCH_PARTIAL: when the archive has no complete `name` (a segment), serve the longest
+   * verified received partial, padded (walFetchPartial.ts). Never the prefetcher's path.
+   */
+  readonly receivedPartials?: boolean;
   /** Prefetch on: where the spool is and which store its records must name. */
   readonly spool?: {
     readonly dir: (dest: string) => string;
@@ -60,8 +66,10 @@ export interface WalFetchResult {
   readonly digestVerified: boolean;
   /** Hex SHA-256 of the plain bytes written. */
   readonly sha256: string;
-  /** 'spool' when the prefetched copy was served. */
-  readonly source: 'store' | 'spool';
+  /** 'spool' when the prefetched copy was served; 'received' for a receiver's partial, padded. */
+  readonly source: 'store' | 'spool' | 'received';
+  /** What was served when source is 'received'. */
+  readonly partial?: ServedPartial;
   /** The absolute destination. */
   readonly dest: string;
 }
@@ -79,9 +87,34 @@ export async function walFetch(deps: Deps, args: WalFetchArgs): Promise<WalFetch
       if (served) return served;
       await args.spool.beforeStore?.();
     }
-    return await fetchWalFile(deps, name, dest, { signal: args.signal });
+    return await fetchOrPartial(deps, name, dest, args);
   } finally {
     await sweeping; // best effort: never rejects
+  }
+}
+
+/**
+ * The complete segment, else (only after the store's real "not found", and only when asked for) a
+ * received partial. A partial that vanished between listing and download means the receiver just
+ * archived the complete segment: that is asked for once more.
+ */
+async function fetchOrPartial(deps: Deps, name: WalFileName, dest: string, args: WalFetchArgs): Promise<WalFetchResult> {
+  for (let round = 0; ; round++) {
+    try {
+      return await fetchWalFile(deps, name, dest, { signal: args.signal });
+    } catch (err) {
+      if (!(err instanceof NotFoundError) || !args.receivedPartials || name.kind !== 'segment') throw err;
+      const served = await retrying(deps.retry, { op: 'wal-fetch (received partial)', key: name.name, signal: args.signal, retryable: isTransient }, () =>
+        serveReceivedPartial(deps, name, dest, args.signal),
+      );
+      if (served === 'vanished' && round === 0) continue;
+      if (served === undefined || served === 'vanished') throw err;
+      deps.log.info(
+        { wal: name.name, key: served.key, slot: served.slot, received_bytes: served.receivedBytes, end_lsn: served.endLsn },
+        `${name.name} is not archived complete: served the WAL received so far through slot ${served.slot} (${served.receivedBytes} bytes, up to ${served.endLsn}), padded with zeros to ${served.segmentSize} bytes; recovery ends at its end unless more WAL arrives`,
+      );
+      return { name: name.name, key: served.key, storedBytes: served.storedBytes, plainBytes: served.segmentSize, digestVerified: true, sha256: served.sha256, source: 'received', partial: served, dest };
+    }
   }
 }
 

@@ -20,6 +20,7 @@
  */
 import { watch, promises as fsp, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
+import { listReceivedPartials } from '../archive/receivedPartials';
 import type { Deps } from '../deps';
 import { describeError, NotFoundError } from '../errors';
 import { nextSegment, parseSegmentName, parseWalFileName, segmentName } from '../postgres/walName';
@@ -59,6 +60,12 @@ export interface PrefetchArgs {
   readonly lingerMs?: number;
   /** Longest wait for a turn to decode (TURN_WAIT_MS by default; the CLI: a quarter of the I/O timeout at most). */
   readonly turnWaitMs?: number;
+  /**
+   * WALTS_FETCH_PARTIAL is on: a segment the store does not hold complete but a receiver holds in
+   * part is answered `other`, never `absent`, so that bin/walts runs Node's wal-fetch, which serves
+   * the partial. The prefetcher itself never downloads a partial (it grows: a spooled copy goes stale).
+   */
+  readonly receivedPartials?: boolean;
   /** Test seams: the clock; a request joined a download (`fresh`: started for it); before an answer is written. */
   readonly now?: () => number;
   readonly onJoined?: (ask: Ask, fresh: boolean) => void;
@@ -319,6 +326,16 @@ class Spool {
     });
   }
 
+  /** `other` when a receiver holds part of `name` (or the store cannot tell): the Node path serves it. */
+  async absentOrPartial(name: string): Promise<AnswerStatus> {
+    try {
+      const partials = await listReceivedPartials(this.deps.storage, this.args.signal);
+      return partials.some((p) => p.segment === name) ? 'other' : 'absent';
+    } catch {
+      return 'other';
+    }
+  }
+
   async answerPending(): Promise<void> {
     for (const ask of await pendingAsks(this.#askDir, this.#seen)) {
       this.#seen.add(ask.nonce);
@@ -350,6 +367,7 @@ class Spool {
         if (isSegmentName(ask.name)) this.#retarget = ask.name;
       } catch (err) {
         status = err instanceof NotFoundError ? 'absent' : 'error';
+        if (status === 'absent' && this.args.receivedPartials && isSegmentName(ask.name)) status = await this.absentOrPartial(ask.name);
         if (status === 'error') this.deps.log.info({ wal: ask.name, err: describeError(err) }, 'could not answer a request; the caller asks the store itself');
         if (status === 'absent' && isSegmentName(ask.name)) {
           await fsp.writeFile(join(this.args.dir, END_FILE), `${ask.name}\n`).catch(() => undefined);

@@ -3,18 +3,18 @@
  * plan in an order that keeps the store consistent if it is interrupted at any point:
  *
  *   per backup: deleting.json (tombstone) → sentinel → volumes and manifest → started.json → tombstone
- *   then WAL, then (for `everything`) the remaining keys; deletes go in batches of 1000.
+ *   then WAL, then a receiver's partial segments before the cutoff, then (for `everything`) the remaining keys; deletes go in batches of 1000.
  *
  * The sentinel goes first, so no listed backup ever lacks a part; the tombstone makes the next run
  * finish a half-deleted backup instead of taking it for a backup in progress.
  */
 import { mapLimit, readSentinel } from '../archive/catalog';
-import { ARCHIVE_KEY, backupKeys, parseBackupKey, parseWalKey, ROOT } from '../archive/layout';
+import { ARCHIVE_KEY, backupKeys, parseBackupKey, parseReceivedPartialKey, parseWalKey, ROOT } from '../archive/layout';
 import type { BackupSentinel } from '../backup/sentinel';
 import { compareByStart } from '../backup/sentinel';
 import type { Storage } from '../storage/storage';
 import { readAll } from '../util/streams';
-import type { RetentionInput, RetentionPlan, UnfinishedBackup, WalObject } from './policy';
+import type { ReceivedObject, RetentionInput, RetentionPlan, UnfinishedBackup, WalObject } from './policy';
 
 const BATCH = 1000;
 
@@ -22,6 +22,7 @@ export async function readRetentionInput(storage: Storage, options: { nowMs: num
   const folders = new Map<string, { keys: string[]; parts: Set<string>; lastModifiedMs: number }>();
   const wal: WalObject[] = [];
   const otherKeys: string[] = [];
+  const received: ReceivedObject[] = [];
   const sizes = new Map<string, number>();
   for await (const o of storage.list(`${ROOT}/`, { signal: options.signal })) {
     sizes.set(o.key, o.size);
@@ -32,6 +33,11 @@ export async function readRetentionInput(storage: Storage, options: { nowMs: num
       f.keys.push(o.key);
       f.parts.add(b.part);
       f.lastModifiedMs = Math.max(f.lastModifiedMs, o.lastModified?.getTime() ?? options.nowMs);
+      continue;
+    }
+    const r = parseReceivedPartialKey(o.key);
+    if (r) {
+      received.push({ key: o.key, slot: r.slot, segment: r.segment, codecs: r.codecs, storedSize: o.size, lastModifiedMs: o.lastModified?.getTime() });
       continue;
     }
     const w = parseWalKey(o.key);
@@ -59,6 +65,7 @@ export async function readRetentionInput(storage: Storage, options: { nowMs: num
     unfinished,
     wal,
     otherKeys,
+    received,
     sizes,
     nowMs: options.nowMs,
     leftoverAgeMs: options.leftoverAgeMs,
@@ -104,6 +111,11 @@ export async function applyRetention(storage: Storage, plan: RetentionPlan, opti
     const batch = plan.walKeys.slice(i, i + BATCH);
     await storage.delete(batch, { signal: options.signal });
     deleted += batch.length;
+    options.onProgress?.({ what: 'wal', deleted });
+  }
+  if (plan.receivedKeys.length > 0) {
+    await deleteBatches(storage, plan.receivedKeys, options.signal);
+    deleted += plan.receivedKeys.length;
     options.onProgress?.({ what: 'wal', deleted });
   }
   if (plan.otherKeys.length > 0) {

@@ -13,7 +13,8 @@
  *   leftover age, and is never touched then (nor is the WAL it needs); older, it is a leftover of a
  *   failed backup and is deleted; a folder marked `deleting.json` is an interrupted delete: finished;
  * - WAL at positions before the start of the oldest kept (or in-progress) backup is deleted, on every
- *   timeline; `.history` files are always kept (they are tiny and recovery probes them);
+ *   timeline; `.history` files are always kept (they are tiny and recovery probes them); a
+ *   receiver's partial segments (`receive/`) follow the same cutoff;
  * - with no complete backup left to anchor it, no WAL is deleted (except by `everything`).
  */
 import type { BackupSentinel } from '../backup/sentinel';
@@ -48,6 +49,15 @@ export interface WalObject {
   readonly lastModifiedMs?: number;
 }
 
+export interface ReceivedObject {
+  readonly key: string;
+  readonly slot: string;
+  readonly segment: string;
+  readonly codecs?: readonly string[];
+  readonly storedSize?: number;
+  readonly lastModifiedMs?: number;
+}
+
 export interface RetentionInput {
   readonly backups: readonly BackupSentinel[];
   /** Every key of each complete backup's folder, by name. */
@@ -56,6 +66,8 @@ export interface RetentionInput {
   readonly wal: readonly WalObject[];
   /** Other keys under the layout root that `everything` removes (cluster.json, probes). */
   readonly otherKeys: readonly string[];
+  /** A receiver's segments in progress (`receive/<slot>/<segment>.partial<codecs>`). */
+  readonly received?: readonly ReceivedObject[];
   /** Size in the store of every key listed. */
   readonly sizes: ReadonlyMap<string, number>;
   readonly nowMs: number;
@@ -86,6 +98,12 @@ export interface RetentionPlan {
   /** WAL keys to delete, in name order. */
   readonly walKeys: readonly string[];
   readonly otherKeys: readonly string[];
+  /**
+   * Received partials to delete: those of segments before the cutoff (the complete segment was
+   * archived long ago, or the receiver died there), all of them with `everything`; never one at or
+   * after the cutoff (it may be the newest WAL there is).
+   */
+  readonly receivedKeys: readonly string[];
   /** Position (segment name, any timeline) before which WAL goes; undefined = none goes. */
   readonly walCutoff?: string;
   /** For `window`: where it starts, and the backup a restore to that point starts from. */
@@ -123,6 +141,7 @@ export function planRetention(input: RetentionInput, rule: RetentionRule): Reten
     wal,
     walKeys: input.wal.filter(deletes).map((w) => w.key),
     otherKeys: everything ? input.otherKeys : [],
+    receivedKeys: (input.received ?? []).filter((r) => everything || (canDeleteWal && cutoff !== undefined && compareSegmentNames(r.segment, cutoff) < 0)).map((r) => r.key),
     walCutoff: everything ? undefined : canDeleteWal ? cutoff : undefined,
     ...(window ? { window } : {}),
   };

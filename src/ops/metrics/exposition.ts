@@ -69,6 +69,17 @@ export async function renderMetrics(state: RefreshState, nowMs: number, database
   gauge('walts_restore_drill_last_success_timestamp_seconds', 'When the newest passed restore drill finished, Unix time.', seconds(d?.last_success?.finished_at));
   gauge('walts_restore_drill_last_duration_seconds', 'How long the newest restore drill took.', d?.last?.duration_seconds);
 
+  // One series per receiver slot with a segment in progress in the store.
+  const bySlot = (name: string, help: string, value: (s: NonNullable<StatusReport['streamed']>[number]) => number | null | undefined) => {
+    const points = (store?.streamed ?? []).map((s) => [s.slot, value(s)] as const).filter((p): p is readonly [string, number] => typeof p[1] === 'number' && Number.isFinite(p[1]));
+    if (points.length === 0) return;
+    const g = new Gauge({ name, help, labelNames: ['database', 'slot'], registers: [registry] });
+    for (const [slot, v] of points) g.set({ database, slot }, v);
+  };
+  bySlot('walts_streamed_wal_bytes', 'Bytes of the segment in progress a receiver keeps in the store (receive/<slot>/), per slot.', (s) => s.bytes);
+  bySlot('walts_streamed_wal_end_lsn_bytes', 'The LSN (as a byte position) the streamed WAL in the store reaches, per slot.', (s) => (s.end_lsn ? lsnBytes(s.end_lsn) : undefined));
+  bySlot('walts_streamed_wal_age_seconds', 'Seconds since the receiver last wrote its segment in progress to the store, per slot.', (s) => age(s.stored_at));
+
   const a = known(pg?.archiver);
   counter('walts_archived_total', 'WAL files PostgreSQL archived successfully (pg_stat_archiver.archived_count; resets with the statistics).', a?.archived_count);
   counter('walts_archive_failed_total', 'Failed archive_command attempts (pg_stat_archiver.failed_count; resets with the statistics).', a?.failed_count);
@@ -87,6 +98,11 @@ export async function renderMetrics(state: RefreshState, nowMs: number, database
   const text = await registry.metrics();
   // The text format wants every line ended, the last one too (node_exporter's textfile collector checks).
   return text.endsWith('\n') ? text : `${text}\n`;
+}
+
+function lsnBytes(lsn: string): number | undefined {
+  const m = /^([0-9A-F]{1,8})\/([0-9A-F]{1,8})$/i.exec(lsn);
+  return m ? Number((BigInt(`0x${m[1]}`) << 32n) | BigInt(`0x${m[2]}`)) : undefined;
 }
 
 function known<T>(v: Known<T> | undefined): T | undefined {

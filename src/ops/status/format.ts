@@ -40,6 +40,12 @@ export function formatStatus(r: StatusReport): string {
       ['to', `${shortTime(w.to)} (${w.to_wal} archived)`],
       ['length', formatDuration(w.seconds)],
     ]));
+    if (r.streamed?.length) {
+      section('Streamed WAL (receivers)', r.streamed.map((s): [string, string] => [
+        `slot ${s.slot}`,
+        `${s.segment}, ${s.bytes === null ? 'torn or without its record' : `${formatBytes(s.bytes)} received, up to ${s.end_lsn}`}${s.stored_at ? `, written ${shortTime(s.stored_at)}${ago(s.age_seconds)}` : ''}`,
+      ]));
+    }
     section('Restore drill', known(r.restore_drill, (d) => {
       if (!d.last) return [['last drill', 'none recorded (run walts restore-test)']];
       const lines: [string, string][] = [

@@ -16,6 +16,7 @@ import { readRetentionInput } from '../../retention/apply';
 import { parseHistory, type HistoryEntry } from '../../retention/walChain';
 import type { Storage } from '../../storage/storage';
 import { gatherPostgres } from './postgres';
+import { streamedStatus } from './streamed';
 import { unknown, type BackupStatus, type PostgresStatus, type DrillStatus, type DrillSummary, type Known, type StatusReport } from './report';
 import { ageSeconds, lastArchivedWal, pitrWindow } from './window';
 
@@ -70,6 +71,7 @@ export async function gatherStatus(deps: StatusDeps): Promise<StatusReport> {
         backups: backupStatus(input.backups, nowMs),
         pitr_window: pitrWindow(contents),
         restore_drill: await drillStatus(storage, nowMs, signal),
+        ...(await streamedStatus(storage, input.received ?? [], segmentSize, nowMs, signal)),
       };
     } catch (err) {
       return { store: { description: storage.description, reachable: false, error: describeError(err) } };

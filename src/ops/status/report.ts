@@ -112,6 +112,18 @@ export interface DrillStatus {
   readonly invalid: number;
 }
 
+/** The newest segment in progress a receiver (`walts wal-receive`) keeps for one slot. */
+export interface StreamedWal {
+  readonly slot: string;
+  readonly segment: string;
+  /** Bytes of the segment received (recorded with the object); null when it carries no whole record. */
+  readonly bytes: number | null;
+  /** The LSN the streamed WAL reaches (segment start + bytes); null with bytes. */
+  readonly end_lsn: string | null;
+  readonly stored_at: string | null;
+  readonly age_seconds: number | null;
+}
+
 export interface StatusReport {
   readonly generated_at: string;
   readonly walts_version: string;
@@ -122,6 +134,8 @@ export interface StatusReport {
   readonly backups?: BackupStatus;
   readonly pitr_window?: Known<PitrWindow>;
   readonly restore_drill?: Known<DrillStatus>;
+  /** Per receiver slot with a segment in progress in the store (`receive/`); absent when none. */
+  readonly streamed?: readonly StreamedWal[];
   /** Absent when PostgreSQL was not asked (--no-pg). */
   readonly postgres?: PostgresStatus;
   /** How long gathering took (seconds). */

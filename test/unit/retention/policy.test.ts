@@ -2,7 +2,7 @@
  * The pure retention plan (src/retention/policy.ts; reliability.md rules 28-30): which backups a rule
  * keeps, what happens to folders without a sentinel, and where the WAL cutoff falls.
  */
-import { backupKeys, backupName, walKey } from '../../../src/archive/layout';
+import { backupKeys, backupName, receivedPartialKey, walKey } from '../../../src/archive/layout';
 import type { BackupSentinel } from '../../../src/backup/sentinel';
 import { fakeSentinel } from '../../helpers/sentinel';
 import { parseWalFileName, segmentName } from '../../../src/postgres/walName';
@@ -365,5 +365,22 @@ describe('planRetention: window (recovery window, measured from nowMs)', () => {
     expect(actions(q)).toEqual({ [TL[0]!.name]: 'delete', [TL[1]!.name]: 'delete', [TL[2]!.name]: 'delete', [TL[3]!.name]: 'keep' });
     expect(q.walCutoff).toBe(seg(2, 8));
     expect(q.walKeys.some((k) => k.includes('history'))).toBe(false);
+  });
+});
+
+describe('planRetention: a receiver\'s partial segments (receive/)', () => {
+  const received = (slot: string, s: string) => ({ key: receivedPartialKey(slot, s, '.lz4'), slot, segment: s });
+  const R = [received('a', seg(1, 3)), received('a', seg(1, 6)), received('b', seg(1, 11)), received('b', seg(2, 5))];
+
+  it('deletes those before the cutoff, never one at or after it (the newest WAL there may be)', () => {
+    const p = planRetention(input([...B], WAL, { received: R }), { kind: 'retain', count: 2 });
+    expect(p.walCutoff).toBe(seg(1, 6));
+    expect(p.receivedKeys).toEqual([R[0]!.key, R[3]!.key]); // 00000002…05 is before 00000001…06 as a position
+    expect(p.walKeys.some((k) => k.includes('/receive/'))).toBe(false);
+  });
+
+  it('none without a backup to anchor a cutoff; all with everything', () => {
+    expect(planRetention(input([], WAL, { received: R }), { kind: 'retain', count: 2 }).receivedKeys).toEqual([]);
+    expect(planRetention(input([...B], WAL, { received: R }), { kind: 'everything' }).receivedKeys).toEqual(R.map((r) => r.key));
   });
 });

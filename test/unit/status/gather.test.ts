@@ -3,7 +3,7 @@
  * point-in-time-recovery window (gaps, timeline switches, unreadable history) and restore drills.
  */
 import pino from 'pino';
-import { CLUSTER_KEY, backupKeys, walKey } from '../../../src/archive/layout';
+import { CLUSTER_KEY, backupKeys, receivedPartialKey, walKey } from '../../../src/archive/layout';
 import { writeDrillRecord, type DrillRecord } from '../../../src/archive/drillRecord';
 import type { BackupSentinel } from '../../../src/backup/sentinel';
 import { gatherStatus, type StatusDeps } from '../../../src/ops/status/gather';
@@ -168,5 +168,22 @@ describe('gatherStatus with a PostgreSQL that never answers', () => {
   it('a refused connection is reported with its reason', async () => {
     const r = await gatherStatus(deps(store(), { connectPg: async () => Promise.reject(new Error('connection refused')) }));
     expect(r.postgres).toEqual({ reachable: false, error: expect.stringContaining('connection refused') });
+  });
+});
+
+describe('gatherStatus: streamed WAL', () => {
+  it('the newest received partial per slot: segment, bytes recorded with it, end LSN, age; a torn one has no bytes', async () => {
+    const s = store();
+    const at = new Date('2026-12-02T11:59:00Z');
+    const meta = (size: number, stored: number) => ({ 'walts-sha256': 'a'.repeat(64), 'walts-size': String(size), 'walts-stored-size': String(stored) });
+    s.objects.set(receivedPartialKey('a', seg(1, 3), '.lz4'), { data: Buffer.alloc(10), metadata: meta(100, 10), lastModified: new Date('2026-12-02T10:00:00Z') });
+    s.objects.set(receivedPartialKey('a', seg(1, 4), '.lz4'), { data: Buffer.alloc(10), metadata: meta(8192, 10), lastModified: at });
+    s.objects.set(receivedPartialKey('b', seg(1, 4), '.lz4'), { data: Buffer.alloc(5), metadata: meta(8192, 10), lastModified: at });
+    const r = await gatherStatus(deps(s));
+    expect(r.streamed).toEqual([
+      { slot: 'a', segment: seg(1, 4), bytes: 8192, end_lsn: '0/4002000', stored_at: at.toISOString(), age_seconds: 60 },
+      { slot: 'b', segment: seg(1, 4), bytes: null, end_lsn: null, stored_at: at.toISOString(), age_seconds: 60 },
+    ]);
+    expect((await gatherStatus(deps(store()))).streamed).toBeUndefined();
   });
 });

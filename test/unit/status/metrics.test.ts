@@ -43,6 +43,8 @@ const REPORT: StatusReport = {
   duration_seconds: 0.2,
 };
 
+const STREAMED = { slot: 'barman', segment: '00000001000000000000000A', bytes: 4096, end_lsn: '0/A001000', stored_at: '2026-12-02T11:59:50.000Z', age_seconds: 10 };
+
 const state = (report: StatusReport | undefined, more: Partial<RefreshState> = {}): RefreshState => ({ report, endedAtMs: T0, durationSeconds: 0.2, inProgress: false, refreshes: 1, failures: 0, ...more });
 
 describe('renderMetrics', () => {
@@ -178,9 +180,20 @@ describe('--listen and --textfile', () => {
   });
 });
 
+describe('streamed WAL (a receiver\'s segment in progress)', () => {
+  it('one series per slot: bytes, end position and age; none without a receiver; status prints it', async () => {
+    const m = parseMetrics(await renderMetrics(state({ ...REPORT, streamed: [STREAMED] }), T0, 'main'));
+    expect(m.families.get('walts_streamed_wal_bytes')?.metrics).toEqual([{ value: '4096', labels: { database: 'main', slot: 'barman' } }]);
+    expect(m.value('walts_streamed_wal_end_lsn_bytes')).toBe(0xa001000);
+    expect(m.value('walts_streamed_wal_age_seconds')).toBe(10);
+    expect(parseMetrics(await renderMetrics(state(REPORT), T0, 'main')).families.has('walts_streamed_wal_bytes')).toBe(false);
+    expect(formatStatus({ ...REPORT, streamed: [STREAMED] })).toMatch(/slot barman: +00000001000000000000000A, 4(\.0+)? KiB received, up to 0\/A001000/);
+  });
+});
+
 describe('docs and alert rules name only metrics walts exports', () => {
   it('every walts_* in contrib/prometheus/walts-alerts.yml and docs/monitoring.md exists, and the docs table lists every metric', async () => {
-    const full: StatusReport = { ...REPORT, postgres: { ...REPORT.postgres!, ready_files: 0 } };
+    const full: StatusReport = { ...REPORT, postgres: { ...REPORT.postgres!, ready_files: 0 }, streamed: [STREAMED] };
     const exported = new Set(parseMetrics(await renderMetrics(state(full), T0, 'main')).families.keys());
     const root = join(__dirname, '../../..');
     const rules = readFileSync(join(root, 'contrib/prometheus/walts-alerts.yml'), 'utf8');
