@@ -342,8 +342,31 @@ describe('walts wal-receive against PostgreSQL 15', () => {
     let found = false;
     for (const key of objects) if ((await decoded(deps, key)).includes(Buffer.from(marker))) found = true;
     expect(found).toBe(true);
+
+    // status and metrics show the slot with its receiver connected (synchronous), then not connected.
+    const statusEnv = { ...store.env, ...pg.pgEnv() };
+    const slotOf = async () => {
+      const r = await runWalts(['status', '--json'], statusEnv, { timeoutMs: 120_000 });
+      expect(r.code).toBe(0);
+      return (JSON.parse(r.stdout) as { postgres: { replication_slots: Array<Record<string, unknown>> } }).postgres.replication_slots.find((x) => x.slot === 'walts');
+    };
+    expect(await slotOf()).toMatchObject({ active: true, receiver: { application_name: 'walts_receive', state: 'streaming', sync_state: 'sync', flush_lag_bytes: expect.any(Number) }, retained_bytes: expect.any(Number) });
+    const text = await runWalts(['status'], statusEnv, { timeoutMs: 120_000 });
+    expect(text.stdout).toMatch(/slot walts:\s+connected \(walts_receive from 127\.0\.0\.1, streaming, sync\), flushed [0-9A-F]+\/[0-9A-F]+, /);
+    const prom = path.join(await reg.tempDir('metrics'), 'walts.prom');
+    expect((await runWalts(['metrics', '--textfile', prom], statusEnv, { timeoutMs: 120_000 })).code).toBe(0);
+    const metrics = fs.readFileSync(prom, 'utf8');
+    expect(metrics).toMatch(/^walts_replication_slot_active\{database="[^"]*",slot="walts"\} 1$/m);
+    expect(metrics).toMatch(/^walts_replication_slot_flush_lag_bytes\{database="[^"]*",slot="walts"\} \d+$/m);
+    pg.setConf({ synchronous_standby_names: '' });
+    await pg.reload();
     rcv.child.kill('SIGTERM');
     expect((await rcv.exited).signal).toBe('SIGTERM');
+    await waitFor('slot released', async () => !(await slotState(pg, 'walts')).active);
+    const idle = await slotOf();
+    expect(idle).toMatchObject({ active: false, retained_bytes: expect.any(Number) });
+    expect(idle).not.toHaveProperty('receiver');
+    expect((await runWalts(['status'], statusEnv, { timeoutMs: 120_000 })).stdout).toMatch(/slot walts:\s+NOT CONNECTED, retains /);
     await deps.storage.close();
   });
 

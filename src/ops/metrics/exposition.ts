@@ -87,6 +87,19 @@ export async function renderMetrics(state: RefreshState, nowMs: number, database
   gauge('walts_archive_last_failed_timestamp_seconds', 'pg_stat_archiver.last_failed_time, Unix time.', seconds(a?.last_failed_time));
   gauge('walts_archive_failing', '1 when the archiver\'s last attempt failed (last failure newer than last success), else 0.', a ? (failingNow(a) ? 1 : 0) : undefined);
   gauge('walts_archive_ready_files', '.ready files in pg_wal/archive_status: WAL waiting to be archived (needs pg_monitor).', known(pg?.ready_files));
+  // One series per physical replication slot on the server (wal-receive's), from PostgreSQL's views.
+  const slots = known(pg?.replication_slots) ?? [];
+  const bySlotPg = (name: string, help: string, value: (s: (typeof slots)[number]) => number | null | undefined) => {
+    const points = slots.map((s) => [s.slot, value(s)] as const).filter((p): p is readonly [string, number] => typeof p[1] === 'number' && Number.isFinite(p[1]));
+    if (points.length === 0) return;
+    const g = new Gauge({ name, help, labelNames: ['database', 'slot'], registers: [registry] });
+    for (const [slot, v] of points) g.set({ database, slot }, v);
+  };
+  bySlotPg('walts_replication_slot_active', '1 when a receiver is connected to the physical replication slot, else 0.', (s) => (s.active ? 1 : 0));
+  bySlotPg('walts_replication_slot_retained_bytes', 'WAL the server keeps for the slot (its write position minus the slot\'s restart_lsn).', (s) => s.retained_bytes);
+  bySlotPg('walts_replication_slot_flush_lag_bytes', 'Bytes between the server\'s write position and what the connected receiver reported as flushed (durable in the store, for walts wal-receive).', (s) => s.receiver?.flush_lag_bytes);
+  bySlotPg('walts_replication_slot_flush_lag_seconds', 'pg_stat_replication.flush_lag of the connected receiver, seconds.', (s) => s.receiver?.flush_lag_seconds);
+
   gauge('walts_pg_server_version_num', 'server_version_num of the PostgreSQL server, e.g. 150010.', pg?.server_version_num);
   gauge('walts_pg_cluster_mismatch', '1 when PostgreSQL is another database system than the one that owns the store.', pg && store && known(pg.system_identifier) !== undefined && known(store.cluster) ? (pg.identity_mismatch ? 1 : 0) : undefined);
 

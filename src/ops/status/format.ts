@@ -1,6 +1,6 @@
 /** `walts status` for people: one section per subject, `unknown (why)` where nothing is proven. Pure. */
 import { formatBytes, formatDuration, shortTime } from '../../cli/format';
-import { isUnknown, type Known, type StatusReport } from './report';
+import { isUnknown, type Known, type SlotStatus, type StatusReport } from './report';
 
 export function formatStatus(r: StatusReport): string {
   const out: string[] = [];
@@ -75,10 +75,23 @@ export function formatStatus(r: StatusReport): string {
       } else lines.push(['archiver', value(p.archiver, () => '')]);
       lines.push(['.ready files waiting', value(p.ready_files, String)]);
       section('PostgreSQL', lines);
+      if (p.replication_slots !== undefined && (isUnknown(p.replication_slots) || p.replication_slots.length > 0)) {
+        section('Replication slots (physical)', known(p.replication_slots, (slots) => slots.map((sl): [string, string] => [`slot ${sl.slot}`, slotLine(sl)])));
+      }
     }
   }
   out.push(`(gathered at ${shortTime(r.generated_at)} in ${r.duration_seconds.toFixed(1)}s by walts ${r.walts_version})`);
   return out.join('\n') + '\n';
+}
+
+function slotLine(sl: SlotStatus): string {
+  const held = `${sl.retained_bytes === null ? 'retains unknown WAL' : `retains ${formatBytes(sl.retained_bytes)}`}${sl.wal_status && sl.wal_status !== 'reserved' ? ` (${sl.wal_status})` : ''}`;
+  const r = sl.receiver;
+  if (!r) return `${sl.active ? 'active' : 'NOT CONNECTED'}, ${held}`;
+  const who = [r.application_name, r.client_addr].filter(Boolean).join(' from ');
+  const lag = r.flush_lag_bytes === null ? 'flush position unknown' : `flushed ${r.flush_lsn}, ${formatBytes(r.flush_lag_bytes)} behind${r.flush_lag_seconds === null ? '' : ` (${r.flush_lag_seconds.toFixed(1)} s)`}`;
+  const details = [who, r.state, r.sync_state !== 'async' ? r.sync_state : null].filter(Boolean).join(', ');
+  return `connected${details ? ` (${details})` : ''}, ${lag}, ${held}`;
 }
 
 /** The archiver's last failure is newer than its last success: archiving is failing now. */

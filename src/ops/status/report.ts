@@ -55,6 +55,34 @@ export interface ArchiverStats {
   readonly stats_reset: string | null;
 }
 
+/**
+ * A physical replication slot on the server (what a `walts wal-receive` uses), and the walsender
+ * serving it when one is connected. Lag and positions are what the server says.
+ */
+export interface SlotStatus {
+  readonly slot: string;
+  /** A receiver is connected to the slot now. */
+  readonly active: boolean;
+  readonly restart_lsn: string | null;
+  /** WAL the server keeps for this slot: its current write position minus restart_lsn. */
+  readonly retained_bytes: number | null;
+  /** pg_replication_slots.wal_status: reserved, extended, unreserved or lost. */
+  readonly wal_status: string | null;
+  /** The connected receiver (pg_stat_replication; its details need pg_read_all_stats). */
+  readonly receiver?: {
+    readonly application_name: string | null;
+    readonly client_addr: string | null;
+    readonly state: string | null;
+    readonly sync_state: string | null;
+    readonly flush_lsn: string | null;
+    /** Bytes between the server's write position and what the receiver reported as flushed. */
+    readonly flush_lag_bytes: number | null;
+    /** pg_stat_replication.flush_lag in seconds (null when the server has no recent sample). */
+    readonly flush_lag_seconds: number | null;
+    readonly reply_time: string | null;
+  };
+}
+
 export interface PostgresStatus {
   readonly reachable: boolean;
   readonly error?: string;
@@ -69,6 +97,8 @@ export interface PostgresStatus {
   readonly archiver?: Known<ArchiverStats>;
   /** `.ready` files in pg_wal/archive_status: WAL waiting to be archived. */
   readonly ready_files?: Known<number>;
+  /** Physical replication slots (wal-receive's), each with its connected receiver. */
+  readonly replication_slots?: Known<readonly SlotStatus[]>;
 }
 
 export interface BackupStatus {
