@@ -11,7 +11,7 @@ import { Refresher } from '../../../src/ops/metrics/refresher';
 import { parseListen } from '../../../src/ops/metrics/listen';
 import { writeTextfile } from '../../../src/ops/metrics/textfile';
 import { formatStatus } from '../../../src/ops/status/format';
-import type { StatusReport } from '../../../src/ops/status/report';
+import type { SlotStatus, StatusReport } from '../../../src/ops/status/report';
 import { parseMetrics } from '../../helpers/prometheus';
 
 const T0 = Date.parse('2026-12-02T12:00:00Z');
@@ -191,14 +191,37 @@ describe('streamed WAL (a receiver\'s segment in progress)', () => {
   });
 });
 
+describe('physical replication slots (from the server)', () => {
+  const SLOTS: SlotStatus[] = [
+    { slot: 'walts', active: true, restart_lsn: '0/A000000', retained_bytes: 1048576, wal_status: 'reserved', receiver: { application_name: 'walts_receive', client_addr: '192.0.2.10', state: 'streaming', sync_state: 'async', flush_lsn: '0/A0FF000', flush_lag_bytes: 4096, flush_lag_seconds: 0.25, reply_time: '2026-12-02T12:00:00.000Z' } },
+    { slot: 'old', active: false, restart_lsn: '0/5000000', retained_bytes: 83886080, wal_status: 'extended' },
+  ];
+  it('one series per slot: connected, retained, flush lag (only for a connected receiver); status prints both states', async () => {
+    const report: StatusReport = { ...REPORT, postgres: { ...REPORT.postgres!, replication_slots: SLOTS } };
+    const m = parseMetrics(await renderMetrics(state(report), T0, 'main'));
+    expect(m.families.get('walts_replication_slot_active')?.metrics).toEqual([
+      { value: '1', labels: { database: 'main', slot: 'walts' } },
+      { value: '0', labels: { database: 'main', slot: 'old' } },
+    ]);
+    expect(m.families.get('walts_replication_slot_retained_bytes')?.metrics.map((x) => x.value)).toEqual(['1048576', '83886080']);
+    expect(m.families.get('walts_replication_slot_flush_lag_bytes')?.metrics).toEqual([{ value: '4096', labels: { database: 'main', slot: 'walts' } }]);
+    expect(m.families.get('walts_replication_slot_flush_lag_seconds')?.metrics).toEqual([{ value: '0.25', labels: { database: 'main', slot: 'walts' } }]);
+    const text = formatStatus(report);
+    expect(text).toMatch(/slot walts: +connected \(walts_receive from 192\.0\.2\.10, streaming\), flushed 0\/A0FF000, 4(\.0+)? KiB behind \(0\.3 s\), retains 1(\.0+)? MiB/);
+    expect(text).toMatch(/slot old: +NOT CONNECTED, retains 80(\.0+)? MiB \(extended\)/);
+    expect(parseMetrics(await renderMetrics(state(REPORT), T0, 'main')).families.has('walts_replication_slot_active')).toBe(false);
+  });
+});
+
 describe('docs and alert rules name only metrics walts exports', () => {
   it('every walts_* in contrib/prometheus/walts-alerts.yml and docs/monitoring.md exists, and the docs table lists every metric', async () => {
-    const full: StatusReport = { ...REPORT, postgres: { ...REPORT.postgres!, ready_files: 0 }, streamed: [STREAMED] };
+    const slot: SlotStatus = { slot: 's', active: true, restart_lsn: '0/1', retained_bytes: 1, wal_status: 'reserved', receiver: { application_name: null, client_addr: null, state: null, sync_state: null, flush_lsn: '0/1', flush_lag_bytes: 0, flush_lag_seconds: 0, reply_time: null } };
+    const full: StatusReport = { ...REPORT, postgres: { ...REPORT.postgres!, ready_files: 0, replication_slots: [slot] }, streamed: [STREAMED] };
     const exported = new Set(parseMetrics(await renderMetrics(state(full), T0, 'main')).families.keys());
     const root = join(__dirname, '../../..');
     const rules = readFileSync(join(root, 'contrib/prometheus/walts-alerts.yml'), 'utf8');
     const doc = readFileSync(join(root, 'docs/monitoring.md'), 'utf8');
-    const named = (text: string) => new Set([...text.matchAll(/\bwalts_[a-z_]+\*?/g)].map((m) => m[0]).filter((n) => n !== 'walts_ok' && !n.startsWith('walts_v') && !/[_*]$/.test(n)));
+    const named = (text: string) => new Set([...text.matchAll(/\bwalts_[a-z_]+\*?/g)].map((m) => m[0]).filter((n) => n !== 'walts_ok' && n !== 'walts_receive' && !n.startsWith('walts_v') && !/[_*]$/.test(n)));
     for (const name of named(rules)) expect(exported).toContain(name);
     for (const name of named(doc)) expect(exported).toContain(name);
     const table = new Set([...doc.matchAll(/^\| `(walts_[a-z_]+)` \| (?:gauge|counter) \|/gm)].map((m) => m[1]));

@@ -41,6 +41,10 @@ describe('gatherPostgres', () => {
       [/pg_control_system/, () => [{ id: '7301234567890123456' }]],
       [/pg_stat_archiver/, () => [ARCHIVER]],
       [/pg_ls_archive_statusdir/, () => [{ n: 3 }]],
+      [/pg_replication_slots/, () => [
+        { slot_name: 'walts', active: true, restart_lsn: '0/A000000', wal_status: 'reserved', retained_bytes: 1048576, connected: true, application_name: 'walts_receive', client_addr: '192.0.2.10', state: 'streaming', sync_state: 'async', flush_lsn: '0/A0FF000', flush_lag_bytes: 4096, flush_lag_seconds: 0.25, reply_time: new Date('2026-12-02T12:00:00.000Z') },
+        { slot_name: 'old', active: false, restart_lsn: null, wal_status: null, retained_bytes: null, connected: false, application_name: null, client_addr: null, state: null, sync_state: null, flush_lsn: null, flush_lag_bytes: null, flush_lag_seconds: null, reply_time: null },
+      ]],
     ]);
     const r = await gatherPostgres(async () => s);
     expect(r).toEqual({
@@ -52,6 +56,10 @@ describe('gatherPostgres', () => {
       archive_mode: 'on',
       archiver: { ...ARCHIVER, last_archived_time: '2026-12-02T11:00:00.000Z', last_failed_time: '2026-12-02T11:30:00.000Z' },
       ready_files: 3,
+      replication_slots: [
+        { slot: 'walts', active: true, restart_lsn: '0/A000000', retained_bytes: 1048576, wal_status: 'reserved', receiver: { application_name: 'walts_receive', client_addr: '192.0.2.10', state: 'streaming', sync_state: 'async', flush_lsn: '0/A0FF000', flush_lag_bytes: 4096, flush_lag_seconds: 0.25, reply_time: '2026-12-02T12:00:00.000Z' } },
+        { slot: 'old', active: false, restart_lsn: null, retained_bytes: null, wal_status: null },
+      ],
     });
     expect(s.closed).toBe(true);
   });
