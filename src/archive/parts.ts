@@ -21,9 +21,11 @@ export async function readPart(deps: Deps, part: StoredPart, signal: AbortSignal
   // against the sentinel, and pg_control only goes in place after all of that passed. The sentinel's
   // record is the volume's `expected` plain facts, so the LZ4 decoder skips its xxHash32 content
   // checksum, which covers the same plain bytes as the volume's SHA-256 (decode.ts `expected`
-  // says why that loses nothing; it was a third of the codec worker's time in a restore).
-  const expected = { sha256: part.sha256, size: part.size };
-  const decoded = await decodeObject(deps, obj, codecs, consume, { signal, unauthenticatedStream: true, offload: options.offload, expected });
+  // says why that loses nothing; it was a third of the codec worker's time in a restore). Not with
+  // OpenPGP: there the frame's checksum at the end of the LZ4 stream is what tells damaged bytes as
+  // damage (integrity, exit 3) before OpenPGP's own end-of-message check reports a modification.
+  const expected = codecs.includes('pgp') ? undefined : { sha256: part.sha256, size: part.size };
+  const decoded = await decodeObject(deps, obj, codecs, consume, { signal, unauthenticatedStream: true, offload: options.offload, ...(expected ? { expected } : {}) });
   if (decoded.storedBytes !== part.stored_size || decoded.plainBytes !== part.size || decoded.sha256 !== part.sha256) {
     throw new IntegrityError(`${part.key}: stored object does not match the backup's record (size or SHA-256 differs): the backup is damaged`);
   }
