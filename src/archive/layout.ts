@@ -41,8 +41,8 @@ export function walVariantsPrefix(name: WalFileName): string {
 
 /**
  * WAL streamed by `walts wal-receive` through replication slot <slot>: the segment it is writing,
- * as the bytes received from the segment's start (not padded), rewritten as it grows (the only
- * objects in an archive that are overwritten) and deleted once the complete segment is archived
+ * as the bytes received from the segment's start (not padded), rewritten as it grows (receive/ is
+ * the only namespace whose objects are overwritten: these and receiver.json) and deleted once the complete segment is archived
  * under WAL_ROOT. Kept apart from WAL_ROOT because `<segment>.partial` there is PostgreSQL's own
  * file (archived by a promoted standby), which is never overwritten. One folder per slot: two
  * receivers of one cluster on different slots never write the same key.
