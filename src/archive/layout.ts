@@ -6,6 +6,7 @@
  *   walts_v1/wal/<timeline+log id, 16 hex>/<segment><codecs>  segments, .partial and .backup files
  *   walts_v1/wal/history/<TLI>.history<codecs>               timeline history files
  *   walts_v1/receive/<slot>/<segment>.partial<codecs>         a receiver's segment in progress
+ *   walts_v1/receive/<slot>/receiver.json                     the receiver's record (plain JSON, overwritten)
  *
  * `<codecs>` is the suffix of the codecs applied in order (`.lz4` or `.zst`, then `.pgp`, or nothing),
  * so a WAL object's key is a pure function of the WAL file name and the codecs. The 16-hex folder
@@ -40,8 +41,8 @@ export function walVariantsPrefix(name: WalFileName): string {
 
 /**
  * WAL streamed by `walts wal-receive` through replication slot <slot>: the segment it is writing,
- * as the bytes received from the segment's start (not padded), rewritten as it grows (the only
- * objects in an archive that are overwritten) and deleted once the complete segment is archived
+ * as the bytes received from the segment's start (not padded), rewritten as it grows (receive/ is
+ * the only namespace whose objects are overwritten: these and receiver.json) and deleted once the complete segment is archived
  * under WAL_ROOT. Kept apart from WAL_ROOT because `<segment>.partial` there is PostgreSQL's own
  * file (archived by a promoted standby), which is never overwritten. One folder per slot: two
  * receivers of one cluster on different slots never write the same key.
@@ -54,6 +55,24 @@ export function receivedPartialKey(slot: string, segment: string, codecSuffix: s
   if (!SLOT_RE.test(slot)) throw new RangeError(`not a replication slot name: ${JSON.stringify(slot)}`);
   if (!SEGMENT_RE.test(segment)) throw new RangeError(`not a WAL segment name: ${JSON.stringify(segment)}`);
   return `${RECEIVE_ROOT}/${slot}/${segment}.partial${codecSuffix}`;
+}
+
+/**
+ * The record a receiver on <slot> writes (overwriting the last one) each time it starts streaming:
+ * which cluster it streams from (archive/receiverRecord.ts). It stays while the slot's folder holds
+ * no partial (an idle server right after a segment switch), which is what lets backup-push see the
+ * receiver then. Not a partial: parseReceivedPartialKey ignores it.
+ */
+export function receiverRecordKey(slot: string): string {
+  if (!SLOT_RE.test(slot)) throw new RangeError(`not a replication slot name: ${JSON.stringify(slot)}`);
+  return `${RECEIVE_ROOT}/${slot}/receiver.json`;
+}
+
+/** The slot whose receiver record `key` is; undefined for any other key. */
+export function parseReceiverRecordKey(key: string): string | undefined {
+  if (!key.startsWith(`${RECEIVE_ROOT}/`) || !key.endsWith('/receiver.json')) return undefined;
+  const slot = key.slice(RECEIVE_ROOT.length + 1, -'/receiver.json'.length);
+  return SLOT_RE.test(slot) ? slot : undefined;
 }
 
 /** Parses a received-partial key; undefined for anything else (a foreign or malformed key). */

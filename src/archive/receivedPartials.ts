@@ -7,8 +7,9 @@
  * without atomic overwrite) a torn one: nothing here trusts it before its digest is checked.
  */
 import type { ObjectInfo, Storage } from '../storage/storage';
-import { parseReceivedPartialKey, RECEIVE_ROOT } from './layout';
+import { parseReceivedPartialKey, parseReceiverRecordKey, RECEIVE_ROOT } from './layout';
 import { completeFacts, type PlainFacts } from './objectMeta';
+import { readReceiverRecord } from './receiverRecord';
 
 export interface ReceivedPartial {
   readonly key: string;
@@ -37,12 +38,25 @@ export async function listReceivedPartials(storage: Storage, signal?: AbortSigna
   return found;
 }
 
-/** The slots that have a folder under `receive/` (a receiver writing into this archive). */
-export async function receivingSlots(storage: Storage, signal?: AbortSignal): Promise<Set<string>> {
-  const slots = new Set<string>();
+/**
+ * The slots whose receiver streams cluster `systemId` into this archive: those with a valid
+ * `receiver.json` naming that system (receiverRecord.ts), which stays in the folder between
+ * segments. A slot whose folder has a partial but no record at all (a receiver of a walts from
+ * before the record) counts too; a record that is malformed or names another system rules the slot out.
+ */
+export async function feedingSlots(storage: Storage, systemId: string, signal?: AbortSignal): Promise<Set<string>> {
+  const withRecord = new Set<string>();
+  const withPartial = new Set<string>();
   for await (const o of storage.list(`${RECEIVE_ROOT}/`, { signal })) {
-    const slot = o.key.slice(RECEIVE_ROOT.length + 1).split('/')[0];
-    if (slot && parseReceivedPartialKey(o.key)) slots.add(slot);
+    const recordOf = parseReceiverRecordKey(o.key);
+    if (recordOf !== undefined) withRecord.add(recordOf);
+    const p = parseReceivedPartialKey(o.key);
+    if (p) withPartial.add(p.slot);
+  }
+  const slots = new Set([...withPartial].filter((s) => !withRecord.has(s)));
+  for (const slot of withRecord) {
+    const record = await readReceiverRecord(storage, slot, signal);
+    if (record?.system_identifier === systemId) slots.add(slot);
   }
   return slots;
 }

@@ -14,7 +14,7 @@ import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { checkWriteEncryption, openArchive } from '../archive/archive';
 import { backupKeys, backupName } from '../archive/layout';
-import { receivingSlots } from '../archive/receivedPartials';
+import { feedingSlots } from '../archive/receivedPartials';
 import type { StoredPart, TablespaceInfo, BackupSentinel } from '../backup/sentinel';
 import { SENTINEL_FORMAT } from '../backup/sentinel';
 import { loadSigningKey } from '../backup/signature';
@@ -66,8 +66,8 @@ export async function backupPush(deps: Deps, args: BackupPushArgs): Promise<Back
   let writer: VolumeWriter | undefined;
   try {
     await checkSameServer(session, pgdata);
-    const walSource = await checkArchiving(session, storage, { signal: args.signal, ...(args.sleep ? { sleep: args.sleep } : {}) });
-    if (walSource.kind === 'receiver') log.info({ slot: walSource.slot }, `archive_mode is off: the WAL of this backup reaches the store through the receiver on replication slot ${walSource.slot} (active, and receive/${walSource.slot}/ is in the store)`);
+    const walSource = await checkArchiving(session, storage, { signal: args.signal });
+    if (walSource.kind === 'receiver') log.info({ slot: walSource.slot }, `archive_mode is off: the WAL of this backup reaches the store through the receiver on replication slot ${walSource.slot} (active, and its record receive/${walSource.slot}/receiver.json names this cluster)`);
     const record = archive.cluster;
     const tablespaces = await listTablespaces(session);
     const total = Number((await session.query<{ total: string }>('select sum(pg_database_size(oid))::text as total from pg_database')).rows[0]?.total ?? 0);
@@ -213,15 +213,13 @@ export type WalSource = { readonly kind: 'archive_command' } | { readonly kind: 
  * feeds no WAL to the store is refused before anything is uploaded (exit 2) instead of after waiting
  * for WAL that never comes. Two sources count: archive_command (or archive_library), or, with
  * archiving off, `walts wal-receive` streaming into this store: an active physical replication slot
- * on this server whose name has a folder `receive/<slot>/` in the store. The folder is the proof that
- * the receiver on that slot writes into THIS archive; the receiver archives complete segments like
- * wal-push, so the wait for the backup's WAL is the same for both.
+ * on this server whose receiver record `receive/<slot>/receiver.json` names this server's system
+ * identifier (receivedPartials.ts feedingSlots). The record is the proof that the receiver on that
+ * slot writes into THIS archive, and it stays there between segments, so an idle server needs no
+ * WAL written to show it; the receiver archives complete segments like wal-push, so the wait for
+ * the backup's WAL is the same for both.
  */
-export async function checkArchiving(
-  session: Pick<PgSession, 'query'>,
-  storage: Storage,
-  opts: { signal?: AbortSignal; sleep?: (ms: number) => Promise<void>; nudgeWaitMs?: number } = {},
-): Promise<WalSource> {
+export async function checkArchiving(session: Pick<PgSession, 'query'>, storage: Storage, opts: { signal?: AbortSignal } = {}): Promise<WalSource> {
   const { signal } = opts;
   const r = await session.query<{ mode: string | null; command: string | null; library: string | null }>(
     "select current_setting('archive_mode', true) as mode, current_setting('archive_command', true) as command, current_setting('archive_library', true) as library",
@@ -230,44 +228,20 @@ export async function checkArchiving(
   if (archivingProblem(mode, command, library) === undefined) return { kind: 'archive_command' };
   const slots = await session.query<{ slot_name: string }>("select slot_name from pg_replication_slots where slot_type = 'physical' and active order by slot_name");
   const active = slots.rows.map((s) => s.slot_name);
-  let receiving = await receivingSlots(storage, signal);
-  let fed = active.find((s) => receiving.has(s));
-  if (fed === undefined && active.length > 0 && (await nudged(session))) {
-    // An idle server right after a segment switch: the receiver holds no part of the new segment,
-    // so it has no object under receive/ yet. The commit record just written changes that within
-    // its flush interval (1 s by default).
-    const sleep = opts.sleep ?? ((ms: number) => new Promise((r) => setTimeout(r, ms)));
-    for (let waited = 0; fed === undefined && waited < (opts.nudgeWaitMs ?? NUDGE_WAIT_MS); waited += 250) {
-      signal?.throwIfAborted();
-      await sleep(250);
-      receiving = await receivingSlots(storage, signal);
-      fed = active.find((s) => receiving.has(s));
-    }
+  if (active.length > 0) {
+    const systemId = (await session.query<{ id: string }>('select system_identifier::text as id from pg_control_system()')).rows[0]?.id ?? '';
+    const feeding = await feedingSlots(storage, systemId, signal);
+    const fed = active.find((s) => feeding.has(s));
+    if (fed !== undefined) return { kind: 'receiver', slot: fed };
   }
-  if (fed !== undefined) return { kind: 'receiver', slot: fed };
   const why = mode === 'off' || mode === null ? 'archive_mode is off on this server' : `archive_mode is ${mode} but archive_command (and archive_library) are empty on this server`;
   const receiverState =
     active.length === 0
       ? 'no physical replication slot is active'
-      : `the active physical slot(s) ${active.join(', ')} have no folder under receive/ in ${storage.description} (a receiver writes receive/<slot>/ once it holds part of a segment)`;
+      : `no active physical slot (${active.join(', ')}) has a receiver record of this cluster (receive/<slot>/receiver.json) in ${storage.description} (\`walts wal-receive\` writes it when it starts streaming)`;
   throw new UsageError(
     `${why}, and ${receiverState}, so the WAL this backup needs would never reach the store. Either set archive_mode = on and archive_command = 'walts wal-push %p' (changing archive_mode needs a restart), or run \`walts wal-receive --slot NAME\` into this store (docs/streaming.md)`,
   );
-}
-
-/** How long backup-push waits for a receiver's folder after writing a commit record (see checkArchiving). */
-const NUDGE_WAIT_MS = 10_000;
-
-/** Writes one small commit record (txid_current() takes a transaction id); false on a standby, where nothing can be written. */
-async function nudged(session: Pick<PgSession, 'query'>): Promise<boolean> {
-  try {
-    const r = await session.query<{ r: boolean }>('select pg_is_in_recovery() as r');
-    if (r.rows[0]?.r !== false) return false;
-    await session.query('select txid_current()');
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /**

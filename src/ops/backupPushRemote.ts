@@ -17,7 +17,7 @@
  */
 import { checkWriteEncryption, openArchive } from '../archive/archive';
 import { backupKeys, backupName } from '../archive/layout';
-import { receivingSlots } from '../archive/receivedPartials';
+import { feedingSlots } from '../archive/receivedPartials';
 import type { BackupSentinel, StoredPart, TablespaceInfo } from '../backup/sentinel';
 import { SENTINEL_FORMAT } from '../backup/sentinel';
 import { serverEntries, type ServerLabelFiles } from '../backup/serverEntries';
@@ -82,11 +82,11 @@ export async function backupPushRemote(deps: Deps, args: BackupPushRemoteArgs): 
     if (facts.pgVersionNum < 150000) throw new UsageError(`backup-push --remote needs PostgreSQL 15 or later (BASE_BACKUP with options in parentheses); the server is ${facts.pgVersion}`);
     const mode = (await conn.show('archive_mode')) ?? null;
     const problem = archivingProblem(mode, await conn.show('archive_command'), await conn.show('archive_library'));
-    const receiver = problem ? await receiverSlot(conn, storage, args.signal) : undefined;
+    const receiver = problem ? await receiverSlot(conn, storage, identity.systemId, args.signal) : undefined;
     if (problem && receiver === undefined) {
-      throw new UsageError(`${problem}; or run \`walts wal-receive --slot NAME\` into this store (no physical slot of this server has a receive/<slot>/ folder in ${storage.description})`);
+      throw new UsageError(`${problem}; or run \`walts wal-receive --slot NAME\` into this store (no physical slot of this server has a receiver record of this cluster, receive/<slot>/receiver.json, in ${storage.description})`);
     }
-    if (receiver !== undefined) log.info({ slot: receiver }, `archive_mode is off: the WAL of this backup reaches the store through the receiver on replication slot ${receiver} (a slot of this server, and receive/${receiver}/ is in the store)`);
+    if (receiver !== undefined) log.info({ slot: receiver }, `archive_mode is off: the WAL of this backup reaches the store through the receiver on replication slot ${receiver} (a slot of this server, and its record receive/${receiver}/receiver.json names this cluster)`);
 
     const label = `walts backup ${deps.now().toISOString()}`;
     log.info({ fast: args.fast, remote: true }, args.fast ? 'starting backup: immediate checkpoint' : 'starting backup: waiting for a spread checkpoint (up to checkpoint_timeout × checkpoint_completion_target; --fast for an immediate one)');
@@ -228,13 +228,15 @@ async function serverFacts(conn: ReplicationConnection): Promise<ServerFacts> {
 }
 
 /**
- * With archiving off, the receiver that feeds this store: a slot with a `receive/<slot>/` folder in
- * the store that READ_REPLICATION_SLOT shows as a physical slot of this server. Over the replication
+ * With archiving off, the receiver that feeds this store: a slot whose receiver record names this
+ * server's system identifier (receivedPartials.ts feedingSlots; the record stays between segments,
+ * so an idle server needs nothing written first) and that READ_REPLICATION_SLOT shows as a physical
+ * slot of this server. Over the replication
  * protocol walts cannot see whether the slot is active (pg_replication_slots needs SQL), so a stopped
  * receiver shows as the wait for the backup's WAL timing out, with a message that names it.
  */
-async function receiverSlot(conn: ReplicationConnection, storage: Storage, signal?: AbortSignal): Promise<string | undefined> {
-  for (const slot of [...(await receivingSlots(storage, signal))].sort()) {
+async function receiverSlot(conn: ReplicationConnection, storage: Storage, systemId: string, signal?: AbortSignal): Promise<string | undefined> {
+  for (const slot of [...(await feedingSlots(storage, systemId, signal))].sort()) {
     if ((await conn.readReplicationSlot(slot))?.type === 'physical') return slot;
   }
   return undefined;

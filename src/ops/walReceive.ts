@@ -6,7 +6,8 @@
  * One run of `session()` is one replication connection:
  *   IDENTIFY_SYSTEM → the archive's cluster must be this server's (else exit 3, before anything is
  *   written) → the slot (created with --create-slot when missing, RESERVE_WAL, then read back) →
- *   START_REPLICATION at the segment boundary of the slot's restart_lsn, on its timeline → WAL goes to
+ *   START_REPLICATION at the segment boundary of the slot's restart_lsn, on its timeline → the
+ *   receiver's record `receive/<slot>/receiver.json` (overwritten) → WAL goes to
  *   the SegmentArchiver (receive/segmentArchiver.ts) → at the end of a timeline, the next timeline's
  *   history file is archived and streaming goes on from the segment boundary of its start, as
  *   pg_receivewal does.
@@ -29,6 +30,7 @@
  * re-raises the signal.
  */
 import { openArchive, checkWriteEncryption } from '../archive/archive';
+import { writeReceiverRecord } from '../archive/receiverRecord';
 import type { Deps } from '../deps';
 import { IntegrityError, isTransient, ProtocolError, ReplicationSlotError, UnavailableError, describeError } from '../errors';
 import type { SlotState, SystemIdentity, TimelineEnd, TimelineHistoryFile } from '../postgres/replication/commands';
@@ -191,6 +193,9 @@ async function session(deps: Deps, opts: WalReceiveOptions, state: SessionState)
         statusIntervalMs: opts.statusIntervalMs,
         ...(opts.statusClock ? { clock: opts.statusClock } : {}),
       });
+      // The record stays in receive/<slot>/ between segments: backup-push sees this receiver even
+      // while the folder holds no partial (archive/receiverRecord.ts).
+      await writeReceiverRecord(deps.storage, { slot: opts.slot, system_identifier: id.systemId, timeline, host: deps.host, pid: process.pid, started_at: deps.now().toISOString(), walts_version: deps.version }, opts.signal);
       deps.log.info({ slot: opts.slot, timeline, start: formatLsn(start), system_identifier: id.systemId }, 'wal-receive: streaming');
       state.first = false;
       const end = await consume(deps, opts, stream, archiver, state);

@@ -6,9 +6,12 @@
  * (through the one encode path), so nothing here depends on the receiver command itself.
  *
  * - backup-push with archive_mode off is refused while no receiver feeds the store (the message names
- *   both ways), and accepted with the slot active and its receive/ folder in the store; its wait for
- *   the stop segment proves that pg_backup_stop switches segments with archive_mode off; the same for
- *   backup-push --remote (a physical slot of this server with a receive/ folder);
+ *   both ways), and with an active slot but no receiver record; accepted once the receiver's record
+ *   (receive/<slot>/receiver.json, written by the stand-in as wal-receive does) names this cluster,
+ *   right after a segment switch with no WAL written by the test (no partial: nothing to nudge); its
+ *   wait for the stop segment proves that pg_backup_stop switches segments with archive_mode off; the
+ *   same for backup-push --remote on an idle server, the slot's folder holding only the record, with
+ *   no CHECKPOINT or commit first;
  * - a standby in standby mode fed by the archive alone replays the received partial and follows it as
  *   it grows (restore_command re-run for the same segment);
  * - a restore (backup-fetch + wal-fetch as restore_command, prefetch on) of a primary killed right
@@ -21,7 +24,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
-import { RECEIVE_ROOT } from '../../src/archive/layout';
+import { RECEIVE_ROOT, receiverRecordKey } from '../../src/archive/layout';
+import { writeReceiverRecord } from '../../src/archive/receiverRecord';
 import { loadConfig } from '../../src/config';
 import { makeDeps, type Deps } from '../../src/deps';
 import { parseLsn, parseSegmentName, segmentStartLsn } from '../../src/postgres/walName';
@@ -48,8 +52,8 @@ describe.each<StoreKind>(['file', 's3'])('streamed WAL with real PostgreSQL (%s 
   let partialKey: string | undefined;
   let backup = '';
 
-  /** One round of the stand-in receiver: completed segments pushed, the one in progress written as receive/ partial. */
-  async function syncReceiver(): Promise<void> {
+  /** One round of the stand-in receiver: completed segments pushed, the one in progress written as receive/ partial (unless `partials` is false). */
+  async function syncReceiver(partials = true): Promise<void> {
     const files = readdirSync(recvDir).sort();
     for (const f of files.filter((x) => /^[0-9A-F]{24}$/.test(x))) {
       if (pushed.has(f)) continue;
@@ -63,7 +67,7 @@ describe.each<StoreKind>(['file', 's3'])('streamed WAL with real PostgreSQL (%s 
       }
     }
     const partial = files.find((x) => /^[0-9A-F]{24}\.partial$/.test(x));
-    if (!partial) return;
+    if (!partial || !partials) return;
     const seg = partial.slice(0, 24);
     const flush = await a.psql("select coalesce(flush_lsn::text, '') from pg_stat_replication where application_name = 'pg_receivewal'").catch(() => '');
     if (!flush) return;
@@ -133,13 +137,13 @@ describe.each<StoreKind>(['file', 's3'])('streamed WAL with real PostgreSQL (%s 
     receiver = spawn(w.cmd, w.args, { env: w.spawnEnv, stdio: ['ignore', 'ignore', 'pipe'] });
     receiver.stderr!.on('data', (b: Buffer) => (receiverLog += b.toString()));
     await receiverCaughtUp();
-    // An active slot, but no receive/ folder (nothing copies into the store): still refused, after
-    // backup-push wrote a commit record and waited for the folder to appear.
+    // An active slot, but no receiver record (nothing copies into the store yet): refused.
     const refused = await runWalts(['backup-push', a.dataDir, '--fast'], { ...store.env, ...a.pgEnv() }, { timeoutMs: 120_000 });
     expect(refused.code).toBe(2);
-    expect(refused.stderr).toContain(`the active physical slot(s) ${SLOT} have no folder under receive/`);
-    // After a segment switch (the receiver may hold nothing of the new segment until WAL comes:
-    // backup-push then writes a commit record itself; unit-tested in backupPushPreflight.test.ts).
+    expect(refused.stderr).toContain(`no active physical slot (${SLOT}) has a receiver record of this cluster`);
+    // The stand-in starts "streaming" into the store: its record, as wal-receive writes it.
+    await writeReceiverRecord(deps.storage, { slot: SLOT, system_identifier: await a.psql('select system_identifier from pg_control_system()'), timeline: 1, host: 'test', pid: receiver.pid ?? 0, started_at: new Date().toISOString(), walts_version: 'test' });
+    // Right after a segment switch on an idle server: the record alone shows the receiver.
     await a.psql('select pg_switch_wal()');
     await receiverCaughtUp();
     await syncReceiver();
@@ -161,16 +165,18 @@ describe.each<StoreKind>(['file', 's3'])('streamed WAL with real PostgreSQL (%s 
     backup = list[0]!.name;
   }, 300_000);
 
-  it('backup-push --remote with archive_mode off: accepted for a slot of this server with a receive/ folder', async () => {
-    // Some WAL in the new segment, so that the receiver holds part of it (receive/<slot>/ exists).
-    await a.psql('checkpoint');
+  it('backup-push --remote with archive_mode off, idle server: accepted through the receiver record alone (no CHECKPOINT or commit first)', async () => {
+    // The folder holds the record only, and the stand-in writes no partial until the backup is done:
+    // what an idle server right after a segment switch looks like, whatever WAL the server writes meanwhile.
     await receiverCaughtUp();
-    await syncReceiver();
-    expect(partialKey).toBeDefined();
+    await syncReceiver(false);
+    if (partialKey) await deps.storage.delete([partialKey]);
+    partialKey = undefined;
+    expect((await storeKeysUnder(store, PREFIX)).filter((k) => k.startsWith(`${RECEIVE_ROOT}/`))).toEqual([receiverRecordKey(SLOT)]);
     let syncing = true;
     const loop = (async () => {
       while (syncing) {
-        await syncReceiver();
+        await syncReceiver(false);
         await sleep(200);
       }
     })();

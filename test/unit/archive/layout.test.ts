@@ -1,4 +1,4 @@
-import { CLUSTER_KEY, parseReceivedPartialKey, parseWalKey, receivedPartialKey, walKey, walVariantsPrefix } from '../../../src/archive/layout';
+import { CLUSTER_KEY, parseReceivedPartialKey, parseReceiverRecordKey, parseWalKey, receivedPartialKey, receiverRecordKey, walKey, walVariantsPrefix } from '../../../src/archive/layout';
 import { splitCodecSuffix } from '../../../src/codec/chain';
 import { parseWalFileName, type WalFileName } from '../../../src/postgres/walName';
 
@@ -41,6 +41,17 @@ describe('key layout', () => {
 });
 
 describe('received partial layout', () => {
+  it('keys a receiver\'s record in its slot\'s folder; it is no partial and no WAL', () => {
+    const key = receiverRecordKey('walts_rx');
+    expect(key).toBe('walts_v1/receive/walts_rx/receiver.json');
+    expect(parseReceiverRecordKey(key)).toBe('walts_rx');
+    expect(parseReceivedPartialKey(key)).toBeUndefined();
+    expect(parseWalKey(key)).toBeUndefined();
+    expect(parseReceiverRecordKey('walts_v1/receive/a/b/receiver.json')).toBeUndefined();
+    expect(parseReceiverRecordKey('walts_v1/receive/walts_rx/000000010000000000000003.partial')).toBeUndefined();
+    expect(() => receiverRecordKey('../x')).toThrow(RangeError);
+  });
+
   it('keys a slot\'s segment in progress apart from the WAL archive, and parses it back', () => {
     const key = receivedPartialKey('walts_rx', '000000010000000000000003', '.lz4.pgp');
     expect(key).toBe('walts_v1/receive/walts_rx/000000010000000000000003.partial.lz4.pgp');

@@ -1,15 +1,18 @@
 /**
  * backup-push's preflight (backupPush.ts checkArchiving): which server feeds the store. archive_command
- * counts; with archiving off, an active physical slot whose name has a receive/<slot>/ folder in the
- * store; on an idle primary with an active slot but no folder yet, one commit record is written and
- * the folder waited for (bounded); on a standby nothing is written. A fake session and the memory store.
+ * counts; with archiving off, an active physical slot whose receiver record (receive/<slot>/receiver.json)
+ * names this server's system identifier, with or without a partial beside it (an idle server right
+ * after a segment switch has none); nothing is ever written to the server. A fake session and the memory store.
  */
 import { checkArchiving } from '../../../src/ops/backupPush';
-import { receivedPartialKey } from '../../../src/archive/layout';
+import { receivedPartialKey, receiverRecordKey } from '../../../src/archive/layout';
+import { writeReceiverRecord } from '../../../src/archive/receiverRecord';
 import { UsageError } from '../../../src/errors';
 import { MemoryStorage } from '../../../src/storage/memory';
 
-function session(opts: { mode: string; command?: string; active: string[]; inRecovery?: boolean; onCommit?: () => void }) {
+const SYSTEM = '7301234567890123456';
+
+function session(opts: { mode: string; command?: string; active: string[] }) {
   const queries: string[] = [];
   return {
     queries,
@@ -18,18 +21,15 @@ function session(opts: { mode: string; command?: string; active: string[]; inRec
       const rows = (r: unknown[]) => ({ rows: r as T[], rowCount: r.length });
       if (sql.includes("current_setting('archive_mode'")) return rows([{ mode: opts.mode, command: opts.command ?? '', library: '' }]);
       if (sql.includes('pg_replication_slots')) return rows(opts.active.map((slot_name) => ({ slot_name })));
-      if (sql.includes('pg_is_in_recovery')) return rows([{ r: opts.inRecovery === true }]);
-      if (sql.includes('txid_current')) {
-        opts.onCommit?.();
-        return rows([]);
-      }
+      if (sql.includes('pg_control_system')) return rows([{ id: SYSTEM }]);
       throw new Error(`unexpected query ${sql}`);
     },
   };
 }
 
-const folder = (store: MemoryStorage, slot: string) => store.put(receivedPartialKey(slot, '000000010000000000000003', '.lz4'), Buffer.from('x'));
-const noSleep = async () => {};
+const record = (store: MemoryStorage, slot: string, systemId = SYSTEM) =>
+  writeReceiverRecord(store, { slot, system_identifier: systemId, timeline: 1, host: 'db1', pid: 42, started_at: '2026-12-03T08:00:00.000Z', walts_version: '0.1.0' });
+const partial = (store: MemoryStorage, slot: string) => store.put(receivedPartialKey(slot, '000000010000000000000003', '.lz4'), Buffer.from('x'));
 
 describe('backup-push preflight: what feeds the store', () => {
   it('archive_command: nothing else asked', async () => {
@@ -38,25 +38,30 @@ describe('backup-push preflight: what feeds the store', () => {
     expect(s.queries).toHaveLength(1);
   });
 
-  it('archiving off: an active slot with its receive/ folder; not a folder of another slot', async () => {
+  it('archiving off, idle server: an active slot whose record names this cluster, with no partial; not a record of another slot', async () => {
     const store = new MemoryStorage();
-    await folder(store, 'other');
-    await folder(store, 'barman');
-    expect(await checkArchiving(session({ mode: 'off', active: ['barman'] }), store)).toEqual({ kind: 'receiver', slot: 'barman' });
-    await expect(checkArchiving(session({ mode: 'off', active: ['third'] }), store, { sleep: noSleep, nudgeWaitMs: 1000 })).rejects.toThrow(/the active physical slot\(s\) third have no folder under receive\//);
+    await record(store, 'other');
+    await record(store, 'barman');
+    const s = session({ mode: 'off', active: ['barman'] });
+    expect(await checkArchiving(s, store)).toEqual({ kind: 'receiver', slot: 'barman' });
+    expect(s.queries.some((q) => /txid_current|pg_switch_wal|checkpoint/i.test(q))).toBe(false);
+    await expect(checkArchiving(session({ mode: 'off', active: ['third'] }), store)).rejects.toThrow(/no active physical slot \(third\) has a receiver record of this cluster/);
     await expect(checkArchiving(session({ mode: 'off', active: [] }), store)).rejects.toThrow(/no physical replication slot is active.*archive_command = 'walts wal-push %p'.*walts wal-receive --slot NAME/);
   });
 
-  it('an idle primary right after a switch: one commit record, then the folder appears', async () => {
+  it('a record of another cluster, or a malformed one, is no receiver, even with a partial beside it', async () => {
     const store = new MemoryStorage();
-    const s = session({ mode: 'off', active: ['barman'], onCommit: () => void folder(store, 'barman') });
-    expect(await checkArchiving(s, store, { sleep: noSleep })).toEqual({ kind: 'receiver', slot: 'barman' });
-    expect(s.queries.filter((q) => q.includes('txid_current'))).toHaveLength(1);
+    await record(store, 'foreign', '7300000000000000001');
+    await partial(store, 'foreign');
+    await store.put(receiverRecordKey('broken'), Buffer.from('{"slot":"broken","system_identifier":7301234567890123456}'));
+    await partial(store, 'broken');
+    await store.put(receiverRecordKey('notjson'), Buffer.from('not json'));
+    await expect(checkArchiving(session({ mode: 'off', active: ['broken', 'foreign', 'notjson'] }), store)).rejects.toBeInstanceOf(UsageError);
   });
 
-  it('on a standby nothing is written, and without a folder it is refused', async () => {
-    const s = session({ mode: 'off', active: ['barman'], inRecovery: true });
-    await expect(checkArchiving(s, new MemoryStorage(), { sleep: noSleep })).rejects.toBeInstanceOf(UsageError);
-    expect(s.queries.some((q) => q.includes('txid_current'))).toBe(false);
+  it('a partial without any record (a receiver from before the record) still counts', async () => {
+    const store = new MemoryStorage();
+    await partial(store, 'barman');
+    expect(await checkArchiving(session({ mode: 'off', active: ['barman'] }), store)).toEqual({ kind: 'receiver', slot: 'barman' });
   });
 });

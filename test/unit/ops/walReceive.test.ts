@@ -8,7 +8,8 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodeObject } from '../../../src/archive/decode';
-import { CLUSTER_KEY, parseReceivedPartialKey, parseWalKey, RECEIVE_ROOT, WAL_ROOT } from '../../../src/archive/layout';
+import { CLUSTER_KEY, parseReceivedPartialKey, parseWalKey, RECEIVE_ROOT, receiverRecordKey, WAL_ROOT } from '../../../src/archive/layout';
+import { feedingSlots } from '../../../src/archive/receivedPartials';
 import { META } from '../../../src/archive/objectMeta';
 import type { Deps } from '../../../src/deps';
 import { IntegrityError, ReplicationSlotError, UnavailableError } from '../../../src/errors';
@@ -175,6 +176,11 @@ function keysUnder(storage: MemoryStorage, prefix: string): string[] {
   return [...storage.objects.keys()].filter((k) => k.startsWith(prefix)).sort();
 }
 
+/** The received partials (receive/ also holds each slot's receiver.json). */
+function partialKeys(storage: MemoryStorage): string[] {
+  return keysUnder(storage, RECEIVE_ROOT).filter((k) => parseReceivedPartialKey(k) !== undefined);
+}
+
 let staging: string;
 let controller: AbortController;
 let timers: ReturnType<typeof manualTimers>;
@@ -226,8 +232,8 @@ describe('wal-receive with a fake server and the memory store', () => {
     await until('staged', () => stream.readableLength === 0);
     timers.tick();
     const seg2 = '000000010000000000000002';
-    await until('.partial written', () => keysUnder(storage, RECEIVE_ROOT).length === 1);
-    const partialKey = keysUnder(storage, RECEIVE_ROOT)[0]!;
+    await until('.partial written', () => partialKeys(storage).length === 1);
+    const partialKey = partialKeys(storage)[0]!;
     expect(partialKey).toBe(`${RECEIVE_ROOT}/${SLOT}/${seg2}.partial.lz4`);
     expect((await decoded(deps, partialKey)).equals(image.subarray(0, SEG / 2))).toBe(true);
     const meta = storage.objects.get(partialKey)!.metadata;
@@ -250,12 +256,12 @@ describe('wal-receive with a fake server and the memory store', () => {
     expect((await decoded(deps, `${WAL_ROOT}/0000000100000000/${seg2}.lz4`)).equals(image.subarray(0, SEG))).toBe(true);
     await until('flush at the segment end', () => server.slot.state!.restartLsn === 3n * SEGN);
     timers.tick();
-    await until('.partial of segment 3', () => keysUnder(storage, RECEIVE_ROOT).some((k) => k.includes('000000010000000000000003')));
+    await until('.partial of segment 3', () => partialKeys(storage).some((k) => k.includes('000000010000000000000003')));
     // No new WAL since the last flush: a tick writes nothing.
-    const puts = storage.objects.get(keysUnder(storage, RECEIVE_ROOT)[0]!)!.lastModified;
+    const puts = storage.objects.get(partialKeys(storage)[0]!)!.lastModified;
     timers.tick();
     await new Promise((r) => setTimeout(r, 20));
-    expect(storage.objects.get(keysUnder(storage, RECEIVE_ROOT)[0]!)!.lastModified).toBe(puts);
+    expect(storage.objects.get(partialKeys(storage)[0]!)!.lastModified).toBe(puts);
 
     // Written = received, flush = what the store holds, in every status sent.
     for (const s of server.streams[0]!.statuses) expect(s.flush).toBeLessThanOrEqual(s.write);
@@ -283,6 +289,31 @@ describe('wal-receive with a fake server and the memory store', () => {
     expect(statuses[statuses.length - 1]).toEqual({ write: start + 300_000n, flush: start + 300_000n });
     expect(server.slot.state!.restartLsn).toBe(start + 300_000n);
     expectSlotNeverPastStore(server);
+  });
+
+  test('each session writes receive/<slot>/receiver.json once streaming starts (before any WAL), overwriting the last; it alone shows the receiver', async () => {
+    const storage = new MemoryStorage();
+    const deps = testDeps(storage);
+    const server = fakeServer(storage, { type: 'physical', restartLsn: 2n * SEGN, restartTimeline: 1 });
+    const recordOf = () => JSON.parse(storage.objects.get(receiverRecordKey(SLOT))!.data.toString('utf8')) as Record<string, unknown>;
+    const first = new AbortController();
+    let running = walReceive(deps, options(server, { signal: first.signal }));
+    await until('record written', () => storage.objects.has(receiverRecordKey(SLOT)));
+    expect(recordOf()).toEqual({ slot: SLOT, system_identifier: SYSID.toString(), timeline: 1, host: 'test-host', pid: process.pid, started_at: '2026-11-21T12:00:00.000Z', walts_version: 'test' });
+    // No WAL yet, so no partial (an idle server right after a switch): the record shows the receiver.
+    expect(partialKeys(storage)).toEqual([]);
+    expect([...(await feedingSlots(storage, SYSID.toString()))]).toEqual([SLOT]);
+    expect([...(await feedingSlots(storage, '42'))]).toEqual([]);
+    first.abort();
+    await running;
+    expect(storage.objects.has(receiverRecordKey(SLOT))).toBe(true); // a stop leaves it: it names the slot's receiver, not a live process
+
+    controller = new AbortController();
+    running = walReceive({ ...deps, now: () => new Date('2026-11-22T06:00:00Z') }, options(server));
+    await until('record overwritten', () => recordOf().started_at === '2026-11-22T06:00:00.000Z');
+    controller.abort();
+    await running;
+    expect(keysUnder(storage, RECEIVE_ROOT)).toEqual([receiverRecordKey(SLOT)]);
   });
 
   test('after a restart the segment is received again, and its .partial is never rewritten shorter than what the store holds', async () => {

@@ -4,7 +4,7 @@
  * missing part, and the next run finishes the job (reliability.md rules 22, 28-30).
  */
 import { listBackups } from '../../../src/archive/catalog';
-import { backupKeys, backupName, CLUSTER_KEY, walKey } from '../../../src/archive/layout';
+import { backupKeys, backupName, CLUSTER_KEY, receiverRecordKey, walKey } from '../../../src/archive/layout';
 import type { BackupSentinel } from '../../../src/backup/sentinel';
 import { fakeSentinel } from '../../helpers/sentinel';
 import { parseSegmentName, parseWalFileName, segmentName } from '../../../src/postgres/walName';
@@ -59,6 +59,8 @@ function addUnfinished(store: MemoryStorage, tl: number, n: number, ageHours: nu
  */
 function populate(store: MemoryStorage): { backups: BackupSentinel[]; running: string; leftover: string } {
   put(store, CLUSTER_KEY, '{}');
+  // A receiver's record: only `delete everything` removes it, however old.
+  put(store, receiverRecordKey('walts_rx'), '{}', 480);
   for (let n = 1; n <= 2500; n++) put(store, walObjectKey(seg(1, n)), `wal ${n}`, 48);
   put(store, walObjectKey(`${seg(1, 1200)}.00000028.backup`), 'backup history', 48);
   put(store, walObjectKey('00000002.history'), '1\t0/1\tno recovery target specified\n', 48);
@@ -155,6 +157,7 @@ describe('applyRetention', () => {
     expect(store.objects.has(walObjectKey(`${seg(1, 1200)}.00000028.backup`))).toBe(false);
     expect(store.objects.has(walObjectKey('00000002.history'))).toBe(true);
     expect(store.objects.has(CLUSTER_KEY)).toBe(true);
+    expect(store.objects.has(receiverRecordKey('walts_rx'))).toBe(true);
     await expectListedBackupsWhole(store);
     // A second run has nothing left to do.
     const again = await plan(store, { kind: 'retain', count: 2 });
