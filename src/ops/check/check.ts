@@ -10,6 +10,7 @@
 import type { Config } from '../../config';
 import type { Deps } from '../../deps';
 import type { PgSession } from '../../postgres/client';
+import { feedingSlots } from '../../archive/receivedPartials';
 import { checkCodecs } from './codecs';
 import { fail, message, skip, type CheckItem } from './item';
 import { checkPublicKey, decodeProbe, encodeProbe, loadPrivateKey } from './keys';
@@ -41,7 +42,11 @@ export async function check(args: CheckArgs): Promise<CheckItem[]> {
   const compressionOk = !failing.has(`codec ${args.config?.compression === 'zstd' ? 'zstd' : 'lz4'}`);
 
   const { config, deps } = args;
-  const pg = await checkPostgres(args.pg, args.connect, { store: config?.store.url, readFile: args.readFile });
+  const pg = await checkPostgres(args.pg, args.connect, {
+    store: config?.store.url,
+    readFile: args.readFile,
+    ...(deps ? { feedingSlots: (systemId: string) => feedingSlots(deps.storage, systemId, args.signal) } : {}),
+  });
   items.push(...pg.items);
   try {
     if (!config || !deps) {

@@ -24,7 +24,15 @@ export interface PgFacts {
 /** archive_timeout above this (seconds) leaves that much of the newest writes on this server only. */
 export const LARGE_ARCHIVE_TIMEOUT_S = 3600;
 
-export async function checkPostgres(mode: PgMode, connect: () => Promise<PgSession>, ctx: ArchiveCommandContext): Promise<{ items: CheckItem[]; facts?: PgFacts }> {
+export interface PostgresCheckContext extends ArchiveCommandContext {
+  /**
+   * The replication slots whose `walts wal-receive` feeds this store for the cluster `systemId`
+   * (receivedPartials.ts feedingSlots); undefined when the store cannot be asked.
+   */
+  readonly feedingSlots?: (systemId: string) => Promise<Set<string>>;
+}
+
+export async function checkPostgres(mode: PgMode, connect: () => Promise<PgSession>, ctx: PostgresCheckContext): Promise<{ items: CheckItem[]; facts?: PgFacts }> {
   if (mode === 'off') return { items: [skip('postgres', 'not checked (--no-pg)')] };
   let session: PgSession;
   try {
@@ -56,7 +64,7 @@ interface Settings {
   archive_timeout: string;
 }
 
-async function readSettings(session: PgSession, ctx: ArchiveCommandContext): Promise<{ items: CheckItem[]; facts: PgFacts }> {
+async function readSettings(session: PgSession, ctx: PostgresCheckContext): Promise<{ items: CheckItem[]; facts: PgFacts }> {
   const s = (
     await session.query<Settings>(
       `select current_setting('server_version') as version,
@@ -78,8 +86,18 @@ async function readSettings(session: PgSession, ctx: ArchiveCommandContext): Pro
 
   items.push(s.wal_level === 'replica' || s.wal_level === 'logical' ? ok('wal_level', s.wal_level) : fail('wal_level', `${s.wal_level}: WAL is not enough to restore a base backup`, 'wal_level = replica (restart PostgreSQL)'));
 
-  if (s.archive_mode === 'off') items.push(fail('archive_mode', 'off: PostgreSQL archives nothing', 'archive_mode = on (restart PostgreSQL)'));
-  else if (s.recovery && s.archive_mode === 'on') items.push(warn('archive_mode', 'on, but this server is a standby: it archives nothing until promoted', "fine if the primary archives; archive_mode = always to archive here too"));
+  const receiver = s.archive_mode === 'off' ? await receiverSource(session, s.sysid, ctx) : undefined;
+  if (receiver?.connected) {
+    // WAL reaches the store through wal-receive, as backup-push accepts it: the archiver's items do not apply.
+    items.push(ok('archive_mode', `off; WAL reaches the store through walts wal-receive on replication slot ${receiver.slot} (connected; receive/${receiver.slot}/receiver.json names this cluster)`));
+    items.push(skip('archive_command', 'not used: a receiver streams the WAL'), skip('archive_timeout', 'not used: a receiver streams the WAL'), skip('archiver', 'not used: a receiver streams the WAL'));
+    return { items, facts: { session, systemIdentifier: s.sysid, archiveMode: s.archive_mode, walLevel: s.wal_level, inRecovery: s.recovery } };
+  }
+  if (receiver) {
+    items.push(fail('archive_mode', `off, and the receiver of replication slot ${receiver.slot} is not connected: no WAL reaches the store`, `start walts wal-receive --slot ${receiver.slot} (contrib/systemd/walts-receive.service), or archive_mode = on`));
+  } else if (s.archive_mode === 'off') {
+    items.push(fail('archive_mode', 'off: PostgreSQL archives nothing', "archive_mode = on (restart PostgreSQL), or stream WAL into this store with walts wal-receive --slot NAME"));
+  } else if (s.recovery && s.archive_mode === 'on') items.push(warn('archive_mode', 'on, but this server is a standby: it archives nothing until promoted', "fine if the primary archives; archive_mode = always to archive here too"));
   else items.push(ok('archive_mode', s.archive_mode));
 
   const command = s.archive_mode === 'off' ? await configuredArchiveCommand(session) : s.archive_command;
@@ -88,6 +106,23 @@ async function readSettings(session: PgSession, ctx: ArchiveCommandContext): Pro
   items.push(archiveTimeoutItem(Number(s.archive_timeout)));
   items.push(await archiverItem(session));
   return { items, facts: { session, systemIdentifier: s.sysid, archiveMode: s.archive_mode, walLevel: s.wal_level, inRecovery: s.recovery } };
+}
+
+/**
+ * With archive_mode off: the physical slot on this server whose receiver feeds this store (a
+ * connected one first), or undefined when there is none or the store or the slots cannot be read.
+ */
+async function receiverSource(session: PgSession, systemId: string, ctx: PostgresCheckContext): Promise<{ slot: string; connected: boolean } | undefined> {
+  if (!ctx.feedingSlots) return undefined;
+  try {
+    const feeding = await ctx.feedingSlots(systemId);
+    if (feeding.size === 0) return undefined;
+    const rows = (await session.query<{ slot_name: string; active: boolean }>(`select slot_name, active from pg_replication_slots where slot_type = 'physical' order by active desc, slot_name`)).rows;
+    const slot = rows.find((r) => feeding.has(r.slot_name));
+    return slot ? { slot: slot.slot_name, connected: slot.active === true } : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /**

@@ -160,3 +160,46 @@ describe('PostgreSQL reachability', () => {
     expect((await checkPostgres('off', refused, ctx)).items).toMatchObject([{ name: 'postgres', status: 'skip' }]);
   });
 });
+
+describe('archive_mode off with a receiver (walts wal-receive) feeding the store', () => {
+  /** A fake session answering the settings query and pg_replication_slots. */
+  const session = (slots: Array<{ slot_name: string; active: boolean }>) =>
+    ({
+      serverVersionNum: 150010,
+      target: { host: '127.0.0.1', port: 5432, user: 'walts_backup', database: 'postgres' },
+      closed: false,
+      async query(sql: string) {
+        if (/pg_replication_slots/.test(sql)) return { rows: slots, rowCount: slots.length };
+        if (/current_setting\('server_version'\)/.test(sql)) {
+          const row = { version: '15.10', sysid: '7301234567890123456', recovery: false, wal_level: 'replica', archive_mode: 'off', archive_command: '(disabled)', archive_library: '', archive_timeout: '0' };
+          return { rows: [row], rowCount: 1 };
+        }
+        if (/pg_file_settings/.test(sql)) return { rows: [], rowCount: 0 };
+        if (/pg_stat_archiver/.test(sql)) return { rows: [{ archived_count: 0, failed_count: 0, last_archived_wal: null, last_archived_time: null, last_failed_wal: null, last_failed_time: null }], rowCount: 1 };
+        throw new Error(`unexpected query ${sql}`);
+      },
+      async close() {},
+    }) as unknown as import('../../../src/postgres/client').PgSession;
+  const feeding = (slots: string[]) => async (systemId: string) => new Set(systemId === '7301234567890123456' ? slots : []);
+
+  it('a connected receiver on a slot with its record in the store: archive_mode passes, the archiver items are skipped', async () => {
+    const { checkPostgres } = await import('../../../src/ops/check/postgres');
+    const r = await checkPostgres('require', async () => session([{ slot_name: 'walts', active: true }]), { readFile: () => '', feedingSlots: feeding(['walts']) });
+    expect(r.items.find((i) => i.name === 'archive_mode')).toMatchObject({ status: 'ok', detail: expect.stringMatching(/walts wal-receive on replication slot walts \(connected/) });
+    expect(r.items.filter((i) => ['archive_command', 'archive_timeout', 'archiver'].includes(i.name)).map((i) => i.status)).toEqual(['skip', 'skip', 'skip']);
+  });
+
+  it('the receiver is not connected: a failure naming the slot and how to start it', async () => {
+    const { checkPostgres } = await import('../../../src/ops/check/postgres');
+    const r = await checkPostgres('require', async () => session([{ slot_name: 'walts', active: false }]), { readFile: () => '', feedingSlots: feeding(['walts']) });
+    expect(r.items.find((i) => i.name === 'archive_mode')).toMatchObject({ status: 'fail', fix: expect.stringMatching(/walts wal-receive --slot walts/) });
+  });
+
+  it('no receiver feeds the store (or another cluster\'s record): archive_mode off fails, naming both ways out', async () => {
+    const { checkPostgres } = await import('../../../src/ops/check/postgres');
+    for (const ctx of [{ readFile: () => '' }, { readFile: () => '', feedingSlots: feeding([]) }]) {
+      const r = await checkPostgres('require', async () => session([{ slot_name: 'walts', active: true }]), ctx);
+      expect(r.items.find((i) => i.name === 'archive_mode')).toMatchObject({ status: 'fail', detail: 'off: PostgreSQL archives nothing', fix: expect.stringMatching(/archive_mode = on.*walts wal-receive/) });
+    }
+  });
+});
