@@ -8,7 +8,7 @@ import type { KeyObject } from 'node:crypto';
 import { encodeAndPut } from '../archive/encode';
 import { backupKeys } from '../archive/layout';
 import { findWalVariants } from '../archive/walObjects';
-import type { BackupSentinel, StoredPart } from '../backup/sentinel';
+import { SENTINEL_FORMAT, type BackupSentinel, type StoredPart } from '../backup/sentinel';
 import { signSentinel } from '../backup/signature';
 import { manifestLines, type VolumeWriter } from '../backup/volumes';
 import type { Deps } from '../deps';
@@ -81,4 +81,75 @@ export async function storeSentinel(deps: Deps, sentinel: BackupSentinel, signin
   const sentinelBytes = Buffer.from(JSON.stringify(sentinel, null, 2) + '\n');
   if (signingKey) await deps.storage.put(backupKeys.signature(sentinel.name), Buffer.from(JSON.stringify(signSentinel(sentinelBytes, signingKey)) + '\n'), { signal });
   await deps.storage.put(backupKeys.sentinel(sentinel.name), sentinelBytes, { signal });
+}
+
+/** What a backup's sentinel records beyond what commitBackup derives from its volumes and entries. */
+export type SentinelFacts = Omit<BackupSentinel, 'format' | 'name' | 'walts_version' | 'hostname' | 'file_count' | 'data_size' | 'stored_size' | 'codecs' | 'volumes' | 'manifest'>;
+
+export interface CommitArgs {
+  readonly name: string;
+  readonly writer: VolumeWriter;
+  /** Entries added after everything else (the local path's backup_label and tablespace_map). */
+  readonly addLast?: () => Promise<void>;
+  /** The caller's waitForWal, already running; `walStop` stops it when storing the parts fails. */
+  readonly walArchived: Promise<void>;
+  readonly walStop: AbortController;
+  readonly facts: SentinelFacts;
+  readonly signingKey: KeyObject | undefined;
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * The end of a base backup of either kind: the last entries, every volume stored, the manifest,
+ * then (once the backup's WAL is in the store) the sentinel: the commit point, written last.
+ */
+export async function commitBackup(deps: Deps, args: CommitArgs): Promise<BackupSentinel> {
+  const { writer, facts } = args;
+  args.walArchived.catch(() => undefined); // awaited below, after the parts
+  let volumes: StoredPart[];
+  let manifest: StoredPart;
+  try {
+    await args.addLast?.();
+    volumes = await writer.settle();
+    manifest = await uploadManifest(deps, args.name, writer, { startLsn: facts.start_lsn, systemIdentifier: facts.system_identifier }, { stopLsn: facts.stop_lsn });
+  } catch (err) {
+    args.walStop.abort(err);
+    await args.walArchived.catch(() => undefined);
+    throw err;
+  }
+  await args.walArchived;
+  const files = writer.entries.filter((e) => e.type === 'file');
+  // Field by field, in the order a person reading the sentinel expects.
+  const sentinel: BackupSentinel = {
+    format: SENTINEL_FORMAT,
+    name: args.name,
+    label: facts.label,
+    walts_version: deps.version,
+    system_identifier: facts.system_identifier,
+    pg_version: facts.pg_version,
+    pg_version_num: facts.pg_version_num,
+    timeline: facts.timeline,
+    start_lsn: facts.start_lsn,
+    stop_lsn: facts.stop_lsn,
+    start_wal_file: facts.start_wal_file,
+    stop_wal_file: facts.stop_wal_file,
+    start_time: facts.start_time,
+    finish_time: facts.finish_time,
+    wal_segment_size: facts.wal_segment_size,
+    data_checksums: facts.data_checksums,
+    from_standby: facts.from_standby,
+    hostname: deps.host,
+    data_directory: facts.data_directory,
+    file_count: files.length,
+    data_size: files.reduce((n, e) => n + e.size, 0),
+    stored_size: volumes.reduce((n, v) => n + v.stored_size, 0) + manifest.stored_size,
+    codecs: deps.codecs.writeChain.map((c) => c.name),
+    volumes,
+    manifest,
+    tablespaces: facts.tablespaces,
+    backup_label: facts.backup_label,
+    tablespace_map: facts.tablespace_map,
+  };
+  await storeSentinel(deps, sentinel, args.signingKey, args.signal);
+  return sentinel;
 }

@@ -15,8 +15,7 @@ import { join } from 'node:path';
 import { checkWriteEncryption, openArchive } from '../archive/archive';
 import { backupKeys, backupName } from '../archive/layout';
 import { feedingSlots } from '../archive/receivedPartials';
-import type { StoredPart, TablespaceInfo, BackupSentinel } from '../backup/sentinel';
-import { SENTINEL_FORMAT } from '../backup/sentinel';
+import type { TablespaceInfo, BackupSentinel } from '../backup/sentinel';
 import { loadSigningKey } from '../backup/signature';
 import { VolumeWriter } from '../backup/volumes';
 import { PG_CONTROL, walkDataDirectory } from '../backup/walk';
@@ -26,7 +25,7 @@ import { abortBackup, describeArchiverStatus, startBackup, stopBackup, walArchiv
 import { connect, type PgConnectOptions, type PgSession } from '../postgres/client';
 import { parseLsn } from '../postgres/walName';
 import type { Storage } from '../storage/storage';
-import { storeSentinel, uploadManifest, waitForWal } from './backupCommit';
+import { commitBackup, waitForWal } from './backupCommit';
 
 /**
  * Volumes in flight at most, whatever WALTS_CONCURRENCY says: each holds a worker thread, its
@@ -125,56 +124,40 @@ export async function backupPush(deps: Deps, args: BackupPushArgs): Promise<Back
     const archiverStatus = walSource.kind === 'archive_command' ? async () => describeArchiverStatus(await walArchiverStatus(session)) : undefined;
     const feeder = walSource.kind === 'receiver' ? `is \`walts wal-receive --slot ${walSource.slot}\` running and archiving?` : undefined;
     const walArchived = waitForWal(deps, archiverStatus, stop.label.startWalFile, stop.stopWalFile, start.walSegmentSize, { ...args, signal: walSignal, ...(feeder ? { feeder } : {}) });
-    walArchived.catch(() => undefined); // awaited below
-    let volumes: StoredPart[];
-    let manifest: StoredPart;
-    try {
-      const now = Math.floor(Date.now() / 1000);
-      await writer.add({ path: 'backup_label', type: 'file', data: stop.backupLabel, mode: 0o600, mtime: now });
-      if (stop.tablespaceMap) await writer.add({ path: 'tablespace_map', type: 'file', data: stop.tablespaceMap, mode: 0o600, mtime: now });
-      volumes = await writer.settle();
-      manifest = await uploadManifest(deps, name, writer, start, stop);
-    } catch (err) {
-      walStop.abort(err);
-      await walArchived.catch(() => undefined);
-      throw err;
-    }
-    await walArchived;
-
-    const files = writer.entries.filter((e) => e.type === 'file');
-    const sentinel: BackupSentinel = {
-      format: SENTINEL_FORMAT,
+    // The commit point, after every part and every WAL file it needs (backupCommit.ts).
+    const now = Math.floor(Date.now() / 1000);
+    return await commitBackup(deps, {
       name,
-      label: start.label,
-      walts_version: deps.version,
-      system_identifier: start.systemIdentifier,
-      pg_version: start.pgVersion,
-      pg_version_num: start.pgVersionNum,
-      timeline: stop.label.startTimeline,
-      start_lsn: start.startLsn,
-      stop_lsn: stop.stopLsn,
-      start_wal_file: stop.label.startWalFile,
-      stop_wal_file: stop.stopWalFile,
-      start_time: start.startTime,
-      finish_time: stop.stopTime,
-      wal_segment_size: start.walSegmentSize,
-      data_checksums: start.dataChecksums,
-      from_standby: start.inRecovery,
-      hostname: deps.host,
-      data_directory: pgdata,
-      file_count: files.length,
-      data_size: files.reduce((n, e) => n + e.size, 0),
-      stored_size: volumes.reduce((n, v) => n + v.stored_size, 0) + manifest.stored_size,
-      codecs: codecs.writeChain.map((c) => c.name),
-      volumes,
-      manifest,
-      tablespaces,
-      backup_label: stop.backupLabel.toString('utf8'),
-      tablespace_map: stop.tablespaceMap ? stop.tablespaceMap.toString('utf8') : null,
-    };
-    // The commit point: written last, after every part and every WAL file it needs (and its signature).
-    await storeSentinel(deps, sentinel, signingKey, args.signal);
-    return sentinel;
+      writer,
+      addLast: async () => {
+        await writer!.add({ path: 'backup_label', type: 'file', data: stop.backupLabel, mode: 0o600, mtime: now });
+        if (stop.tablespaceMap) await writer!.add({ path: 'tablespace_map', type: 'file', data: stop.tablespaceMap, mode: 0o600, mtime: now });
+      },
+      walArchived,
+      walStop,
+      signingKey,
+      signal: args.signal,
+      facts: {
+        label: start.label,
+        system_identifier: start.systemIdentifier,
+        pg_version: start.pgVersion,
+        pg_version_num: start.pgVersionNum,
+        timeline: stop.label.startTimeline,
+        start_lsn: start.startLsn,
+        stop_lsn: stop.stopLsn,
+        start_wal_file: stop.label.startWalFile,
+        stop_wal_file: stop.stopWalFile,
+        start_time: start.startTime,
+        finish_time: stop.stopTime,
+        wal_segment_size: start.walSegmentSize,
+        data_checksums: start.dataChecksums,
+        from_standby: start.inRecovery,
+        data_directory: pgdata,
+        tablespaces,
+        backup_label: stop.backupLabel.toString('utf8'),
+        tablespace_map: stop.tablespaceMap ? stop.tablespaceMap.toString('utf8') : null,
+      },
+    });
   } catch (err) {
     await writer?.abort(err as Error);
     await abortBackup(session).catch(() => undefined);

@@ -18,8 +18,7 @@
 import { checkWriteEncryption, openArchive } from '../archive/archive';
 import { backupKeys, backupName } from '../archive/layout';
 import { feedingSlots } from '../archive/receivedPartials';
-import type { BackupSentinel, StoredPart, TablespaceInfo } from '../backup/sentinel';
-import { SENTINEL_FORMAT } from '../backup/sentinel';
+import type { BackupSentinel, TablespaceInfo } from '../backup/sentinel';
 import { serverEntries, type ServerLabelFiles } from '../backup/serverEntries';
 import { loadSigningKey } from '../backup/signature';
 import { VolumeWriter } from '../backup/volumes';
@@ -34,7 +33,7 @@ import { ReplicationConnection } from '../postgres/replication/connection';
 import type { Storage } from '../storage/storage';
 import { formatLsn, isValidSegmentSize } from '../postgres/walName';
 import { archivingProblem, MAX_VOLUMES_IN_FLIGHT } from './backupPush';
-import { storeSentinel, uploadManifest, waitForWal } from './backupCommit';
+import { commitBackup, waitForWal } from './backupCommit';
 
 export interface BackupPushRemoteArgs {
   readonly fast: boolean;
@@ -158,54 +157,37 @@ export async function backupPushRemote(deps: Deps, args: BackupPushRemoteArgs): 
       ...(args.sleep ? { sleep: args.sleep } : {}),
       ...(receiver !== undefined ? { feeder: `is \`walts wal-receive --slot ${receiver}\` running and archiving?` } : {}),
     });
-    walArchived.catch(() => undefined); // awaited below
-    let volumes: StoredPart[];
-    let manifest: StoredPart;
-    try {
-      volumes = await writer.settle();
-      manifest = await uploadManifest(deps, name, writer, { startLsn, systemIdentifier: identity.systemId }, { stopLsn });
-    } catch (err) {
-      walStop.abort(err);
-      await walArchived.catch(() => undefined);
-      throw err;
-    }
-    await walArchived;
-
-    const files = writer.entries.filter((e) => e.type === 'file');
-    const sentinel: BackupSentinel = {
-      format: SENTINEL_FORMAT,
+    // The commit point, after every part and every WAL file it needs (backupCommit.ts).
+    return await commitBackup(deps, {
       name,
-      label,
-      walts_version: deps.version,
-      system_identifier: identity.systemId,
-      pg_version: facts.pgVersion,
-      pg_version_num: facts.pgVersionNum,
-      timeline: parsed.startTimeline,
-      start_lsn: startLsn,
-      stop_lsn: stopLsn,
-      start_wal_file: parsed.startWalFile,
-      stop_wal_file: stopWalFile,
-      // The server's clock for the start (backup_label); the end position carries no time, so the
-      // finish is this host's clock when the server had ended the backup (keep clocks in sync: NTP).
-      start_time: parsed.startTimeIso ?? startedAt.toISOString(),
-      finish_time: finishedAt.toISOString(),
-      wal_segment_size: facts.walSegmentSize,
-      data_checksums: facts.dataChecksums,
-      from_standby: parsed.fromStandby,
-      hostname: deps.host,
-      data_directory: facts.dataDirectory ?? '',
-      file_count: files.length,
-      data_size: files.reduce((n, e) => n + e.size, 0),
-      stored_size: volumes.reduce((n, v) => n + v.stored_size, 0) + manifest.stored_size,
-      codecs: codecs.writeChain.map((c) => c.name),
-      volumes,
-      manifest,
-      tablespaces,
-      backup_label: backupLabel,
-      tablespace_map: labelFiles.tablespaceMap ? labelFiles.tablespaceMap.toString('utf8') : null,
-    };
-    await storeSentinel(deps, sentinel, signingKey, args.signal);
-    return sentinel;
+      writer,
+      walArchived,
+      walStop,
+      signingKey,
+      signal: args.signal,
+      facts: {
+        label,
+        system_identifier: identity.systemId,
+        pg_version: facts.pgVersion,
+        pg_version_num: facts.pgVersionNum,
+        timeline: parsed.startTimeline,
+        start_lsn: startLsn,
+        stop_lsn: stopLsn,
+        start_wal_file: parsed.startWalFile,
+        stop_wal_file: stopWalFile,
+        // The server's clock for the start (backup_label); the end position carries no time, so the
+        // finish is this host's clock when the server had ended the backup (keep clocks in sync: NTP).
+        start_time: parsed.startTimeIso ?? startedAt.toISOString(),
+        finish_time: finishedAt.toISOString(),
+        wal_segment_size: facts.walSegmentSize,
+        data_checksums: facts.dataChecksums,
+        from_standby: parsed.fromStandby,
+        data_directory: facts.dataDirectory ?? '',
+        tablespaces,
+        backup_label: backupLabel,
+        tablespace_map: labelFiles.tablespaceMap ? labelFiles.tablespaceMap.toString('utf8') : null,
+      },
+    });
   } catch (err) {
     // A stream left paused would keep the server's data (and its answer to Terminate) unread.
     copy?.destroy();
