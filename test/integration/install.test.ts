@@ -9,13 +9,22 @@
  * prefers npm's local cache and asks the registry only for what is missing.
  */
 import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { trackClusters } from '../helpers/pg';
 import { REPO_ROOT, run, runOk, type RunResult } from '../helpers/run';
 import { s3rverEnv, startS3rver, type S3rverHandle } from '../helpers/s3server';
 import { fakeSegment } from '../helpers/wal';
 
 const SEG = '000000010000000000000001';
+
+/**
+ * npm builds the lz4 addon with node-gyp, against the running Node.js's own headers (beside its
+ * binary: /usr/include/node for /usr/bin/node, include/node in a Node.js package) rather than a
+ * download: CI's network reaches only the package registries, and its unprivileged user has no npm
+ * configuration that says where the headers are (root's ~/.npmrc does).
+ */
+const NODE_DIR = resolve(dirname(process.execPath), '..');
+const NPM_ENV: Record<string, string> = existsSync(join(NODE_DIR, 'include', 'node', 'node.h')) ? { npm_config_nodedir: NODE_DIR } : {};
 
 describe('npm pack, then a global install without dev dependencies', () => {
   const reg = trackClusters();
@@ -33,7 +42,7 @@ describe('npm pack, then a global install without dev dependencies', () => {
     await runOk(
       'npm',
       ['install', '--global', '--prefix', prefix, tarball, '--omit=dev', '--allow-scripts=lz4', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error'],
-      { cwd: work, timeoutMs: 300_000 },
+      { cwd: work, timeoutMs: 300_000, env: NPM_ENV },
     );
   }, 420_000);
   afterAll(async () => {
@@ -74,7 +83,7 @@ describe('npm pack, then a global install without dev dependencies', () => {
     const clone = join(work, 'clone');
     mkdirSync(join(clone, 'scripts'), { recursive: true });
     for (const f of ['package.json', 'package-lock.json', 'scripts/prepare.js', 'bin']) cpSync(join(REPO_ROOT, f), join(clone, f), { recursive: true });
-    const ci = await run('npm', ['ci', '--omit=dev', '--prefer-offline', '--no-audit', '--no-fund'], { cwd: clone, timeoutMs: 300_000 });
+    const ci = await run('npm', ['ci', '--omit=dev', '--prefer-offline', '--no-audit', '--no-fund'], { cwd: clone, timeoutMs: 300_000, env: NPM_ENV });
     expect([ci.code, ci.stderr]).toEqual([0, expect.stringContaining('dev dependencies omitted, so dist/ is not built')]);
     expect(existsSync(join(clone, 'node_modules', 'typescript'))).toBe(false);
     const r = await run(join(clone, 'bin', 'walts'), ['--version'], { env: {}, cleanEnv: true });
