@@ -46,6 +46,21 @@ export const PREFETCH_LOG = 'prefetch.log';
 /** Logs are cut back to nothing past this size (they are diagnostics, not history). */
 export const LOG_LIMIT = 1 << 20;
 
+/**
+ * Writes the `end` hint (the first segment the store did not have) whole: temp file, then rename.
+ * Other processes read it at any moment (prefetchStart's endIs), and must never see it empty or
+ * half written. Quiet on failure: it is a hint, and a spool directory that is gone needs none.
+ */
+export async function writeEndFile(dir: string, name: string): Promise<void> {
+  const tmp = join(dir, tempName(END_FILE, randomBytes(4).toString('hex')));
+  try {
+    await fsp.writeFile(tmp, `${name}\n`);
+    await fsp.rename(tmp, join(dir, END_FILE));
+  } catch {
+    await fsp.rm(tmp, { force: true }).catch(() => undefined);
+  }
+}
+
 export interface SpoolIdentity {
   /** config.store.url: the store string as configured. */
   readonly store: string;

@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, openSync, promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { parseControlFile } from '../postgres/controlFile';
-import { END_FILE, PREFETCH_LOG, processAlive, readLock, takeLock, trimLog } from './fetchSpool';
+import { END_FILE, PREFETCH_LOG, processAlive, readLock, takeLock, trimLog, writeEndFile } from './fetchSpool';
 import { prefetchWindow } from './walPrefetch';
 
 export interface StartPrefetchArgs {
@@ -44,7 +44,7 @@ export async function segmentSizeOf(pgdata: string): Promise<number | undefined>
  * leave the directory of `%p` as it was, and without a spool there is no prefetcher to hold back.
  */
 export async function noteEnd(dir: string, name: string): Promise<void> {
-  await fsp.writeFile(join(dir, END_FILE), `${name}\n`).catch(() => undefined);
+  await writeEndFile(dir, name);
 }
 
 /** Whether the last answer for `name` was "not found" (a standby polling at the end of the archive). */

@@ -24,7 +24,7 @@ import { listReceivedPartials } from '../archive/receivedPartials';
 import type { Deps } from '../deps';
 import { describeError, NotFoundError } from '../errors';
 import { nextSegment, parseSegmentName, parseWalFileName, segmentName } from '../postgres/walName';
-import { END_FILE, handOverLock, processAlive, recordMatches, releaseLock, removeSpoolFile, takeLock, writeRecord, type SpoolIdentity } from './fetchSpool';
+import { END_FILE, handOverLock, writeEndFile, processAlive, recordMatches, releaseLock, removeSpoolFile, takeLock, writeRecord, type SpoolIdentity } from './fetchSpool';
 import { DecodeTurns, type Ticket } from './decodeTurns';
 import { ASK_DIR, pendingAsks, sameStoreAsked, writeAnswer, type Ask, type AnswerStatus } from './prefetchAsk';
 import { isSegmentName } from './pushRecord';
@@ -208,7 +208,7 @@ class Spool {
     };
     await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, missing.length)) }, worker));
     // `end` is rewritten only with what this run learnt: a new end, or none within the whole window.
-    if (stop.end !== undefined) await fsp.writeFile(join(dir, END_FILE), `${stop.end}\n`).catch(() => undefined);
+    if (stop.end !== undefined) await writeEndFile(dir, stop.end);
     else if (stop.error === undefined && !signal?.aborted && fetched.length === missing.length) await fsp.rm(join(dir, END_FILE), { force: true });
     return { fetched, alreadyThere: window.length - missing.length, ...stop };
   }
@@ -370,7 +370,7 @@ class Spool {
         if (status === 'absent' && this.args.receivedPartials && isSegmentName(ask.name)) status = await this.absentOrPartial(ask.name);
         if (status === 'error') this.deps.log.info({ wal: ask.name, err: describeError(err) }, 'could not answer a request; the caller asks the store itself');
         if (status === 'absent' && isSegmentName(ask.name)) {
-          await fsp.writeFile(join(this.args.dir, END_FILE), `${ask.name}\n`).catch(() => undefined);
+          await writeEndFile(this.args.dir, ask.name);
           this.fetchLastAgain(ask.name);
         }
       }
