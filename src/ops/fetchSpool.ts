@@ -47,6 +47,20 @@ export const PREFETCH_LOG = 'prefetch.log';
 export const LOG_LIMIT = 1 << 20;
 
 /**
+ * Creates the spool directory and, when missing, its parent (the spool root: pg_wal/walts_spool or
+ * WALTS_SPOOL_DIR), never anything above them. A prefetcher starts detached and may run after its
+ * data directory was removed (a restore drill cleaning up its copy, a finished restore deleted):
+ * it must not bring that path back. Then mkdir fails (ENOENT) and the caller gives up.
+ */
+export async function makeSpoolDir(dir: string): Promise<void> {
+  for (const d of [dirname(dir), dir]) {
+    await fsp.mkdir(d, { mode: 0o700 }).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EEXIST') throw err;
+    });
+  }
+}
+
+/**
  * Writes the `end` hint (the first segment the store did not have) whole: temp file, then rename.
  * Other processes read it at any moment (prefetchStart's endIs), and must never see it empty or
  * half written. Quiet on failure: it is a hint, and a spool directory that is gone needs none.

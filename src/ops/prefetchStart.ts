@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, openSync, promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { parseControlFile } from '../postgres/controlFile';
-import { END_FILE, PREFETCH_LOG, processAlive, readLock, takeLock, trimLog, writeEndFile } from './fetchSpool';
+import { END_FILE, makeSpoolDir, PREFETCH_LOG, processAlive, readLock, takeLock, trimLog, writeEndFile } from './fetchSpool';
 import { prefetchWindow } from './walPrefetch';
 
 export interface StartPrefetchArgs {
@@ -64,7 +64,7 @@ export async function startPrefetcher(args: StartPrefetchArgs): Promise<{ outcom
     const end = (await fsp.readFile(join(args.dir, END_FILE), 'utf8').catch(() => '')).trim();
     if (end.slice(0, 8) === args.after.slice(0, 8) && end > args.after) return { outcome: 'at-end' };
   }
-  await fsp.mkdir(args.dir, { recursive: true, mode: 0o700 });
+  await makeSpoolDir(args.dir);
   const logPath = join(args.dir, PREFETCH_LOG);
   await trimLog(logPath);
   const fd = openSync(logPath, 'a', 0o600);

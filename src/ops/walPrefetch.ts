@@ -24,7 +24,7 @@ import { listReceivedPartials } from '../archive/receivedPartials';
 import type { Deps } from '../deps';
 import { describeError, NotFoundError } from '../errors';
 import { nextSegment, parseSegmentName, parseWalFileName, segmentName } from '../postgres/walName';
-import { END_FILE, handOverLock, writeEndFile, processAlive, recordMatches, releaseLock, removeSpoolFile, takeLock, writeRecord, type SpoolIdentity } from './fetchSpool';
+import { END_FILE, handOverLock, makeSpoolDir, writeEndFile, processAlive, recordMatches, releaseLock, removeSpoolFile, takeLock, writeRecord, type SpoolIdentity } from './fetchSpool';
 import { DecodeTurns, type Ticket } from './decodeTurns';
 import { ASK_DIR, pendingAsks, sameStoreAsked, writeAnswer, type Ask, type AnswerStatus } from './prefetchAsk';
 import { isSegmentName } from './pushRecord';
@@ -107,7 +107,7 @@ export async function walPrefetch(deps: Deps, args: PrefetchArgs): Promise<Prefe
   const now = args.now ?? Date.now;
   const started = now();
   const window = prefetchWindow(args.after, args.segmentSize, args.depth);
-  await fsp.mkdir(args.dir, { recursive: true, mode: 0o700 });
+  await makeSpoolDir(args.dir);
   if (!(await takeLock(args.dir, pid, window))) return { skipped: 'another prefetcher is running for this spool', fetched: [], alreadyThere: 0 };
   // A lock taken for us by bin/walts names no window yet: the next call waits only for listed names.
   await handOverLock(args.dir, pid, window);
