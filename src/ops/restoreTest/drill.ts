@@ -24,6 +24,7 @@ import { DrillFailedError, ConfigError, CryptoError, describeError, IntegrityErr
 import { formatLsn, parseLsn, parseSegmentName, segmentStartLsn } from '../../postgres/walName';
 import { parseHistory, type ChainCheck } from '../../retention/walChain';
 import { backupFetch } from '../backupFetch';
+import { processAlive, readLock } from '../fetchSpool';
 import { archiveChain, compareWithArchiveEnd } from './archiveEnd';
 import { queryEveryDatabase, runAmcheck, runChecksums, runSqlFile, type ClientTarget } from './checks';
 import { findPgBinaries, type BinaryProbe, type PgBinaries } from './pgBinaries';
@@ -378,12 +379,27 @@ class Drill {
       await fsp.mkdir(join(this.dataDir, 'log'), { recursive: true, mode: 0o700 }).catch(() => undefined);
       await fsp.copyFile(this.logFile, join(this.dataDir, 'log', 'walts-restore-test.log')).catch(() => undefined);
     }
+    // The copy's last restore_command (walts wal-fetch) may have left a prefetcher behind, which
+    // writes into the copy's spool until it lingers out: stop it first, or it races the removal.
+    if (this.dataDir) await stopPrefetcher(join(this.dataDir, 'pg_wal', 'walts_spool', 'fetch'));
     if (!this.args.keep && this.dest !== undefined) {
-      if (this.createdDest) await fsp.rm(this.dest, { recursive: true, force: true });
-      else for (const name of await fsp.readdir(this.dest).catch(() => [])) await fsp.rm(join(this.dest, name), { recursive: true, force: true });
+      if (this.createdDest) await fsp.rm(this.dest, { recursive: true, force: true, maxRetries: 5 });
+      else for (const name of await fsp.readdir(this.dest).catch(() => [])) await fsp.rm(join(this.dest, name), { recursive: true, force: true, maxRetries: 5 });
       if (this.tablespaceParent) await fsp.rm(this.tablespaceParent, { recursive: true, force: true });
     }
     if (this.runDir) await fsp.rm(this.runDir, { recursive: true, force: true });
     if (this.args.keep && this.dataDir) this.step(`kept the restored cluster (stopped) in ${this.dataDir}`);
   }
+}
+
+/** Stops the prefetcher holding the lock of spool `dir` (if one runs) and waits until it is gone (at most 10 s). */
+async function stopPrefetcher(dir: string): Promise<void> {
+  const holder = await readLock(dir);
+  if (!holder || !processAlive(holder.pid) || holder.pid === process.pid) return;
+  try {
+    process.kill(holder.pid, 'SIGTERM');
+  } catch {
+    return;
+  }
+  for (let waited = 0; waited < 10_000 && processAlive(holder.pid); waited += 50) await new Promise((r) => setTimeout(r, 50));
 }
